@@ -1,0 +1,19 @@
+# Two entry points: `make demo` and `make test`. Both set everything up first.
+PY := .venv/bin/python
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: setup demo test bench clean
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(PY) -m shiftkit demo --out runs/demo
+
+# pytest exit 5 means "no tests collected": treat it as a failure, never as green.
+test: setup
+	$(PY) -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
+	exit $$rc
+
+clean:
+	rm -rf .venv runs .pytest_cache

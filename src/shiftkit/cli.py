@@ -1,0 +1,143 @@
+"""`shiftkit` command line. Thin: parses options, calls the library, prints results.
+
+Errors a user can fix (ShiftkitError) print as one line and exit 2, no traceback.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import ShiftkitError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Image classifiers that survive distribution shift.")
+console = Console()
+
+
+def _table(rows: list[dict], title: str = "") -> None:
+    if not rows:
+        return
+    t = Table(title=title)
+    for k in rows[0]:
+        t.add_column(str(k))
+    for r in rows:
+        t.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in r.values()])
+    console.print(t)
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("runs/demo"), help="output folder"),
+         epochs: int = typer.Option(10), seed: int = typer.Option(0),
+         data_root: Optional[Path] = typer.Option(None, help="Fashion-MNIST IDX folder (default $SHIFTKIT_DATA or Debian's)")):
+    """Train small_cnn on DriftFMNIST bin 0 and test it on every bin.
+
+    Example: shiftkit demo --out runs/demo --epochs 10
+    """
+    import torch
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    from .demo import run_demo
+
+    report = run_demo(out, epochs=epochs, seed=seed, data_root=data_root)
+    _table([{"bin": k, **{m: v[m] for m in ("accuracy", "macro_f1", "auroc")}} for k, v in report["test"].items()],
+           title=f"small_cnn trained on bin0 for {epochs} epochs ({report['train_seconds']:.0f}s)")
+    console.print(f"wrote {out}/demo.json, {out}/demo_accuracy_per_bin.png, {out}/small_cnn_bin0.safetensors")
+
+
+@app.command("models")
+def list_models():
+    """List registered model names.
+
+    Example: shiftkit models
+    """
+    from . import models
+
+    for name in models.names():
+        print(name)
+
+
+@app.command()
+def data(name: str = typer.Argument("driftfmnist", help="dataset name (see `shiftkit data --list`)"),
+         root: Optional[Path] = typer.Option(None), seed: int = typer.Option(0),
+         list_: bool = typer.Option(False, "--list", help="list dataset names")):
+    """Describe a dataset: domains, split sizes, class balance, mean pixel (drift statistics).
+
+    Example: shiftkit data driftfmnist
+    """
+    from .data import DATASETS, describe, load_domains
+
+    if list_:
+        print("\n".join(DATASETS.names()))
+        return
+    _table(describe(load_domains(name, root, seed=seed)), title=name)
+
+
+@app.command()
+def train(model: str = typer.Option("small_cnn"), dataset: str = typer.Option("driftfmnist"),
+          domain: int = typer.Option(0, help="domain index to train on"), epochs: int = typer.Option(5),
+          lr: float = typer.Option(1e-3), batch_size: int = typer.Option(128), seed: int = typer.Option(0),
+          root: Optional[Path] = typer.Option(None), out: Path = typer.Option(Path("runs/model.safetensors"))):
+    """Train a model on one domain and save it as safetensors.
+
+    Example: shiftkit train --model small_cnn --dataset driftfmnist --domain 0 --epochs 3 --out runs/m.safetensors
+    """
+    from . import models as zoo
+    from .checkpoints import save_checkpoint
+    from .data import load_domains
+    from .train import TrainConfig, evaluate, fit
+
+    domains = load_domains(dataset, root, seed=seed)
+    d = domains[domain]
+    net = zoo.create(model, num_classes=len(d.classes), in_chans=d.train.shape[0])
+    fit(net, d.train, d.val, TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed))
+    save_checkpoint(out, net, metadata={"domain": d.name, "dataset": dataset})
+    print(json.dumps({"domain": d.name, "test": evaluate(net, d.test), "checkpoint": str(out)}))
+
+
+@app.command("eval")
+def eval_(checkpoint: Path, dataset: str = typer.Option("driftfmnist"), root: Optional[Path] = typer.Option(None),
+          seed: int = typer.Option(0), corruptions: bool = typer.Option(False, help="also the corruption sets (5 severities)")):
+    """Evaluate a checkpoint on every domain's test set (and optionally on corruptions).
+
+    Example: shiftkit eval runs/m.safetensors --dataset driftfmnist
+    """
+    from . import models as zoo
+    from .checkpoints import load_checkpoint, read_metadata
+    from .data import corruption_sets, load_domains
+    from .train import evaluate
+
+    meta = read_metadata(checkpoint)
+    cfg = json.loads(meta.get("config", "{}"))
+    net = zoo.create(meta.get("arch", "small_cnn"), **cfg)
+    load_checkpoint(checkpoint, net)
+    domains = load_domains(dataset, root, seed=seed)
+    rows = [{"set": d.name, **{k: v for k, v in evaluate(net, d.test).items() if k != "loss"}} for d in domains]
+    if corruptions:
+        for (name, sev), ds in corruption_sets(domains[0].test).items():
+            rows.append({"set": f"{name}@{sev}", **{k: v for k, v in evaluate(net, ds).items() if k != "loss"}})
+    _table(rows, title=str(checkpoint))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: ShiftkitError -> one readable line on stderr, exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except ShiftkitError as e:
+        print(f"shiftkit: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except Exception as e:
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(1)
+        raise

@@ -1,0 +1,68 @@
+"""In-memory image datasets: the one type every reader returns and every loop consumes."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..errors import DataError
+
+__all__ = ["ArrayDataset", "data_root", "DEBIAN_FMNIST"]
+
+DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+@dataclass
+class ArrayDataset(torch.utils.data.Dataset):
+    """Images and labels held as tensors.
+
+    images: (N, C, H, W), uint8 in [0, 255] or float32 in [0, 1].
+    labels: (N,) int64 in [0, len(classes)).
+    """
+
+    images: Tensor
+    labels: Tensor
+    classes: list[str]
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4:
+            raise DataError(f"images must be (N, C, H, W), got shape {tuple(self.images.shape)}")
+        if len(self.images) != len(self.labels):
+            raise DataError(f"{len(self.images)} images but {len(self.labels)} labels")
+        self.labels = self.labels.long()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.to_float(self.images[i]), self.labels[i]
+
+    @staticmethod
+    def to_float(x: Tensor) -> Tensor:
+        return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # (C, H, W)
+
+    def subset(self, index: Tensor) -> "ArrayDataset":
+        return ArrayDataset(self.images[index], self.labels[index], self.classes, dict(self.meta))
+
+    def class_counts(self) -> Tensor:
+        return torch.bincount(self.labels, minlength=self.num_classes)
+
+
+def data_root(path: str | os.PathLike | None = None, default: Path = DEBIAN_FMNIST) -> Path:
+    """Where data lives: the argument, else $SHIFTKIT_DATA, else `default` (Debian's Fashion-MNIST)."""
+    root = Path(path) if path else Path(os.environ["SHIFTKIT_DATA"]) if os.environ.get("SHIFTKIT_DATA") else default
+    if not root.exists():
+        raise DataError(f"data path {root} does not exist (pass a path or set SHIFTKIT_DATA)")
+    return root

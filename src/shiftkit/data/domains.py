@@ -1,0 +1,80 @@
+"""Domains (a year, a period, a drift bin) with train/val/test splits, and leave-one-out targets."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import ConfigError, DataError
+from .base import ArrayDataset
+
+__all__ = ["Domain", "split_domain", "leave_one_out", "few_shot"]
+
+
+@dataclass
+class Domain:
+    name: str
+    train: ArrayDataset
+    val: ArrayDataset
+    test: ArrayDataset
+
+    @property
+    def classes(self) -> list[str]:
+        return self.train.classes
+
+
+def split_domain(name: str, ds: ArrayDataset, *, fractions=(0.8, 0.1, 0.1), seed: int = 42) -> Domain:
+    """Random train/val/test split of one domain (reference: 80/10/10, seed 42)."""
+    if len(ds) < 3:
+        raise DataError(f"domain {name!r} has {len(ds)} images; need at least 3 to split")
+    perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))
+    n_train = int(round(fractions[0] * len(ds)))
+    n_val = int(round(fractions[1] * len(ds)))
+    parts = perm[:n_train], perm[n_train:n_train + n_val], perm[n_train + n_val:]
+    return Domain(name, *(ds.subset(p) for p in parts))
+
+
+def leave_one_out(domains: list[Domain], target: int | str) -> tuple[Domain, list[Domain]]:
+    """Target = one domain; sources = all the others in their (temporal) order."""
+    names = [d.name for d in domains]
+    idx = target if isinstance(target, int) else names.index(target) if target in names else None
+    if idx is None or not -len(domains) <= idx < len(domains):
+        raise ConfigError(f"target {target!r} is not a domain; valid: {names} or 0..{len(domains) - 1}")
+    idx %= len(domains)
+    return domains[idx], [d for i, d in enumerate(domains) if i != idx]
+
+
+def _stratified(labels: torch.Tensor, n: int, num_classes: int, g: torch.Generator) -> torch.Tensor:
+    """n indices, as class-balanced as the data allows, in random order."""
+    perm = torch.randperm(len(labels), generator=g)
+    rank = torch.zeros(len(labels), dtype=torch.long)
+    seen = torch.zeros(num_classes, dtype=torch.long)
+    for i in perm.tolist():  # rank of each item inside its class, along the permutation
+        c = int(labels[i])
+        rank[i] = seen[c]
+        seen[c] += 1
+    order = perm[torch.argsort(rank[perm] * num_classes + labels[perm], stable=True)]
+    return order[:n]
+
+
+def few_shot(domain: Domain, n_train: int, *, val_fraction: float = 0.2, seed: int = 0) -> Domain:
+    """Cap a target's training set at n_train labelled images (class-stratified).
+
+    Few labels everywhere: the validation set is about `val_fraction` × n_train, drawn
+    from the same labelled pool; everything else in the domain becomes the test pool,
+    so the test set has thousands of images and a point of accuracy is not noise.
+    """
+    n_val = max(1, int(round(val_fraction * n_train)))
+    pool = ArrayDataset(
+        torch.cat([domain.train.images, domain.val.images, domain.test.images]),
+        torch.cat([domain.train.labels, domain.val.labels, domain.test.labels]),
+        domain.classes,
+    )
+    if n_train + n_val >= len(pool):
+        raise ConfigError(f"few-shot n_train={n_train} (+{n_val} val) leaves no test pool in domain {domain.name!r} ({len(pool)} images)")
+    g = torch.Generator().manual_seed(seed)
+    labelled = _stratified(pool.labels, n_train + n_val, pool.num_classes, g)
+    train_idx, val_idx = labelled[:n_train], labelled[n_train:]
+    rest = torch.ones(len(pool), dtype=torch.bool)
+    rest[labelled] = False
+    return Domain(domain.name, pool.subset(train_idx), pool.subset(val_idx), pool.subset(rest.nonzero().squeeze(1)))

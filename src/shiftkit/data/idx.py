@@ -1,0 +1,72 @@
+"""IDX files (`*-ubyte[.gz]`), the format of MNIST and Fashion-MNIST.
+
+Reference: http://yann.lecun.com/exdb/mnist/ (file format section).
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from .base import ArrayDataset, data_root
+
+__all__ = ["read_idx", "load_fashion_mnist", "FASHION_CLASSES"]
+
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read one IDX file (gzipped or not); the magic number and sizes are checked."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise DataError(f"{path}: cannot read ({e})") from e
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES or raw[3] == 0:
+        raise DataError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated header")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    dtype = np.dtype(_DTYPES[raw[2]])
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DataError(f"{path}: holds {len(raw) - header} data bytes, header {dims} needs {expected} (truncated?)")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+
+
+def _find(root: Path, stem: str) -> Path:
+    for name in (f"{stem}.gz", stem):
+        if (root / name).exists():
+            return root / name
+    raise DataError(f"{root}: no {stem}[.gz] found")
+
+
+def load_fashion_mnist(root: str | os.PathLike | None = None, *, train: bool = True) -> ArrayDataset:
+    """Fashion-MNIST (or MNIST: same layout) from IDX files; default: Debian's dataset-fashion-mnist."""
+    root = data_root(root)
+    prefix = "train" if train else "t10k"
+    img_path, lbl_path = _find(root, f"{prefix}-images-idx3-ubyte"), _find(root, f"{prefix}-labels-idx1-ubyte")
+    images, labels = read_idx(img_path), read_idx(lbl_path)
+    if images.ndim != 3:
+        raise DataError(f"{img_path}: expected 3 dims (N, H, W), got {images.ndim}")
+    if labels.ndim != 1:
+        raise DataError(f"{lbl_path}: expected 1 dim (N,), got {labels.ndim}")
+    if len(images) != len(labels):
+        raise DataError(f"{img_path} has {len(images)} images but {lbl_path} has {len(labels)} labels")
+    n_cls = len(FASHION_CLASSES)
+    if len(labels) and (labels.min() < 0 or labels.max() >= n_cls):
+        raise DataError(f"{lbl_path}: labels outside [0, {n_cls})")
+    x = torch.from_numpy(images.astype(np.uint8)).unsqueeze(1)  # (N, 1, 28, 28)
+    return ArrayDataset(x, torch.from_numpy(labels.astype(np.int64)), list(FASHION_CLASSES), {"source": str(img_path)})

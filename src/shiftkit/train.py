@@ -1,0 +1,146 @@
+"""The one training loop: fit() with best-validation selection and fixed masks, evaluate().
+
+Everything that trains in shiftkit (sources, transfer fine-tuning, pruned nets) goes
+through `fit`, so budgets are comparable and seeding is identical across methods.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .data.base import ArrayDataset
+from .errors import ConfigError
+from .metrics import classification_metrics
+
+__all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "predict_logits", "iterate_batches", "apply_masks"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 1e-3            # AdamW default that trains the small nets from scratch in a few epochs
+    weight_decay: float = 0.01  # GRASP reference fine-tuning uses AdamW wd 0.01
+    optimizer: str = "adamw"    # "adamw" | "sgd"
+    momentum: float = 0.9       # SGD only
+    schedule: str = "cosine"    # "cosine" | "constant"
+    select: str = "best_val"    # "best_val": keep the best-validation epoch; "last": keep the last
+    seed: int = 0
+    progress: bool = True       # tqdm bar; stays quiet when stderr is not a terminal
+
+    def __post_init__(self) -> None:
+        checks = {"optimizer": ("adamw", "sgd"), "schedule": ("cosine", "constant"), "select": ("best_val", "last")}
+        for key, valid in checks.items():
+            if getattr(self, key) not in valid:
+                raise ConfigError(f"TrainConfig.{key}={getattr(self, key)!r}; valid: {', '.join(valid)}")
+        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
+            raise ConfigError(f"TrainConfig needs epochs >= 0, batch_size >= 1, lr > 0; got {self}")
+
+
+@dataclass
+class FitResult:
+    history: list[dict] = field(default_factory=list)  # one dict per epoch: train_loss, val_loss, val_accuracy
+    best_epoch: int = -1                               # 0-based; -1 when no epoch ran
+    best_val_accuracy: float = float("nan")
+    last_val_accuracy: float = float("nan")
+
+
+def iterate_batches(ds: ArrayDataset, batch_size: int, *, shuffle: bool = False,
+                    generator: torch.Generator | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+    """Float batches straight from the in-memory tensors (no per-item DataLoader overhead)."""
+    n = len(ds)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    for i in range(0, n, batch_size):
+        idx = order[i:i + batch_size]
+        yield ArrayDataset.to_float(ds.images[idx]), ds.labels[idx]
+
+
+@torch.no_grad()
+def apply_masks(model: nn.Module, masks: dict[str, Tensor]) -> None:
+    """Zero every masked-out weight (mask False = pruned). Names are model.named_parameters() keys."""
+    params = dict(model.named_parameters())
+    for name, mask in masks.items():
+        params[name].mul_(mask.to(params[name].dtype))
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, ds: ArrayDataset, *, batch_size: int = 512) -> Tensor:
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(x) for x, _ in iterate_batches(ds, batch_size)]) if len(ds) else torch.empty(0)
+    model.train(was_training)
+    return out
+
+
+def evaluate(model: nn.Module, ds: ArrayDataset, *, batch_size: int = 512) -> dict[str, float]:
+    """accuracy, macro_f1, auroc, loss and n on a dataset (eval mode, no grad)."""
+    logits = predict_logits(model, ds, batch_size=batch_size)
+    metrics = classification_metrics(logits, ds.labels)
+    metrics["loss"] = F.cross_entropy(logits, ds.labels).item()
+    metrics["n"] = len(ds)
+    return metrics
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def fit(model: nn.Module, train: ArrayDataset, val: ArrayDataset | None = None, cfg: TrainConfig = TrainConfig(), *,
+        masks: dict[str, Tensor] | None = None, on_epoch: Callable[[int, dict], None] | None = None) -> FitResult:
+    """Train `model` in place; with cfg.select="best_val" it ends holding its best-validation epoch.
+
+    Args:
+        masks: {parameter name: bool mask}; pruned weights are zeroed before training and after
+            every optimizer step, so they stay exactly zero (momentum cannot revive them).
+        on_epoch: called with (epoch, record) after every epoch (logging, checkpoints).
+    """
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = _optimizer(model, cfg)
+    steps = cfg.epochs * -(-len(train) // cfg.batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1)) if cfg.schedule == "cosine" else None
+    if masks:
+        apply_masks(model, masks)
+    result, best_state = FitResult(), None
+    bar = tqdm(total=steps, desc="fit", disable=not cfg.progress or None, leave=False)
+    for epoch in range(cfg.epochs):
+        model.train()
+        loss_sum = torch.zeros(())
+        for x, y in iterate_batches(train, cfg.batch_size, shuffle=True, generator=gen):
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched:
+                sched.step()
+            if masks:
+                apply_masks(model, masks)
+            loss_sum += loss.detach() * len(y)
+            bar.update()
+        record = {"epoch": epoch, "train_loss": loss_sum.item() / max(len(train), 1)}
+        if val is not None and len(val):
+            m = evaluate(model, val)
+            record.update(val_loss=m["loss"], val_accuracy=m["accuracy"])
+            result.last_val_accuracy = m["accuracy"]
+            if not m["accuracy"] <= result.best_val_accuracy:  # first epoch (nan) or a strict improvement
+                result.best_epoch, result.best_val_accuracy = epoch, m["accuracy"]
+                if cfg.select == "best_val":
+                    best_state = copy.deepcopy(model.state_dict())
+        result.history.append(record)
+        bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{record.get('val_accuracy', float('nan')):.3f}")
+        if on_epoch:
+            on_epoch(epoch, record)
+    bar.close()
+    if best_state is not None and result.best_epoch != cfg.epochs - 1:
+        model.load_state_dict(best_state)
+    model.eval()
+    return result
