@@ -123,6 +123,10 @@ def eval_(checkpoint: Path, dataset: str = typer.Option("driftfmnist"), root: Op
     _table(rows, title=str(checkpoint))
 
 
+# Command groups that live beside their packages; imported last so `app` exists.
+from . import _cli_prune, _cli_transfer  # noqa: E402,F401
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: ShiftkitError -> one readable line on stderr, exit code 2."""
     try:
