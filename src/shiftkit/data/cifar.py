@@ -1,0 +1,155 @@
+"""CIFAR-10 / CIFAR-100 from the original python pickle batches.
+
+Reference: Krizhevsky, "Learning Multiple Layers of Features from Tiny Images", 2009;
+layout as distributed at https://www.cs.toronto.edu/~kriz/cifar.html
+(`cifar-10-batches-py/`, `cifar-100-python/`).
+
+Pickles are read with a restricted unpickler that resolves only the numpy globals an
+array needs, so a hostile file cannot run code.
+"""
+from __future__ import annotations
+
+import codecs
+import importlib
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from .base import ArrayDataset
+
+__all__ = ["load_cifar", "CIFAR10_FOLDER", "CIFAR100_FOLDER"]
+
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR100_FOLDER = "cifar-100-python"
+_ROW = 3 * 32 * 32  # one image per row: 1024 red, 1024 green, 1024 blue values
+
+
+def _numpy_module(name: str) -> Any:
+    """numpy 2 moved numpy.core to numpy._core; import whichever exists, without warnings."""
+    try:
+        return importlib.import_module(f"numpy._core.{name}")
+    except ImportError:
+        return importlib.import_module(f"numpy.core.{name}")
+
+
+def _safe_globals() -> dict[tuple[str, str], Any]:
+    multiarray, numeric = _numpy_module("multiarray"), _numpy_module("numeric")
+    allowed: dict[tuple[str, str], Any] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): codecs.encode,  # how protocol 2 writes bytes
+        ("builtins", "bytearray"): bytearray,
+        ("__builtin__", "bytearray"): bytearray,
+    }
+    for core in ("numpy.core", "numpy._core"):  # pickles name either, whatever numpy reads them
+        allowed[(f"{core}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        allowed[(f"{core}.multiarray", "scalar")] = multiarray.scalar
+        allowed[(f"{core}.numeric", "_frombuffer")] = numeric._frombuffer  # protocol 5
+    return allowed
+
+
+_SAFE_GLOBALS = _safe_globals()
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """Resolves only the globals in _SAFE_GLOBALS; anything else is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _SAFE_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}") from None
+
+
+def _unpickle(path: Path) -> dict[str, Any]:
+    """One CIFAR pickle -> dict with str keys."""
+    if not path.is_file():
+        raise DataError(f"CIFAR file {path} not found")
+    try:
+        with path.open("rb") as f:
+            obj = _SafeUnpickler(f, encoding="bytes").load()
+    except Exception as e:  # a corrupt or hostile pickle can fail in nearly any way
+        raise DataError(f"{path} is not a readable CIFAR pickle: {type(e).__name__}: {e}") from e
+    if not isinstance(obj, dict):
+        raise DataError(f"{path} holds a {type(obj).__name__}, expected a CIFAR dict")
+    return {k.decode("latin1") if isinstance(k, bytes) else str(k): v for k, v in obj.items()}
+
+
+def _get(d: dict[str, Any], key: str, path: Path) -> Any:
+    if key not in d:
+        raise DataError(f"{path} has no key {key!r} (keys: {sorted(d)})")
+    return d[key]
+
+
+def _names(path: Path, key: str) -> list[str]:
+    names = _get(_unpickle(path), key, path)
+    if not isinstance(names, (list, tuple)) or not names:
+        raise DataError(f"{path}: {key!r} must be a non-empty list of class names")
+    return [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names]
+
+
+def _read_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file -> images uint8 (N, 3, 32, 32), labels int64 (N,)."""
+    d = _unpickle(path)
+    data, labels = np.asarray(_get(d, "data", path)), np.asarray(_get(d, label_key, path))
+    if data.ndim != 2 or data.shape[1] != _ROW:
+        raise DataError(f"{path}: 'data' must have rows of {_ROW} values (3x32x32), got shape {data.shape}")
+    if labels.ndim != 1 or len(labels) != len(data):
+        raise DataError(f"{path}: {len(data)} images in 'data' but {labels.size} entries in {label_key!r}")
+    if not np.issubdtype(labels.dtype, np.integer) or (labels.size and (labels.min() < 0 or labels.max() >= num_classes)):
+        raise DataError(f"{path}: {label_key!r} must be integers in [0, {num_classes})")
+    if data.dtype != np.uint8:
+        if not np.issubdtype(data.dtype, np.integer) or (data.size and (data.min() < 0 or data.max() > 255)):
+            raise DataError(f"{path}: 'data' must be uint8 pixel values, got dtype {data.dtype}")
+        data = data.astype(np.uint8)
+    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)  # (N, C, H, W)
+
+
+def _find_folder(root: Path, coarse: bool) -> tuple[Path, bool]:
+    """The batches folder under or at `root`, and whether it is CIFAR-100."""
+    if (root / "batches.meta").is_file():
+        return root, False
+    if (root / "meta").is_file():
+        return root, True
+    c10, c100 = (root / CIFAR10_FOLDER).is_dir(), (root / CIFAR100_FOLDER).is_dir()
+    if c100 and (coarse or not c10):
+        return root / CIFAR100_FOLDER, True
+    if c10 and not c100:
+        return root / CIFAR10_FOLDER, False
+    if c10 and c100:
+        raise DataError(f"{root} holds both {CIFAR10_FOLDER} and {CIFAR100_FOLDER}: pass the one to read")
+    raise DataError(f"{root} is not a CIFAR folder: expected batches.meta (CIFAR-10), meta (CIFAR-100), "
+                    f"or a {CIFAR10_FOLDER}/ or {CIFAR100_FOLDER}/ sub-folder")
+
+
+def load_cifar(root: str | os.PathLike, *, train: bool, coarse: bool = False) -> ArrayDataset:
+    """Read CIFAR-10 or CIFAR-100 (told apart by their meta file) from the python batches.
+
+    Args:
+        root: the batches folder (`cifar-10-batches-py`, `cifar-100-python`) or its parent.
+        train: the 50,000 training images, else the 10,000 test images.
+        coarse: CIFAR-100 only: the 20 superclass labels instead of the 100 fine ones.
+    Returns:
+        ArrayDataset with images uint8 (N, 3, 32, 32) and the meta file's class names.
+    """
+    folder, is100 = _find_folder(Path(root), coarse)
+    if is100:
+        kind = "coarse" if coarse else "fine"
+        classes = _names(folder / "meta", f"{kind}_label_names")
+        label_key, files = f"{kind}_labels", [folder / ("train" if train else "test")]
+    else:
+        if coarse:
+            raise DataError(f"{folder} is CIFAR-10, which has no coarse labels")
+        classes = _names(folder / "batches.meta", "label_names")
+        label_key = "labels"
+        files = [folder / f"data_batch_{i}" for i in range(1, 6)] if train else [folder / "test_batch"]
+    batches = [_read_batch(f, label_key, len(classes)) for f in files]
+    images = torch.from_numpy(np.concatenate([b[0] for b in batches]))  # (N, 3, 32, 32)
+    labels = torch.from_numpy(np.concatenate([b[1] for b in batches]))  # (N,)
+    name = ("cifar100" + ("-coarse" if coarse else "")) if is100 else "cifar10"
+    return ArrayDataset(images, labels, classes, {"source": name, "path": str(folder)})
