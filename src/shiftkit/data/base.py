@@ -54,7 +54,10 @@ class ArrayDataset(torch.utils.data.Dataset):
         return tuple(self.images.shape[1:])  # (C, H, W)
 
     def subset(self, index: Tensor) -> "ArrayDataset":
-        return ArrayDataset(self.images[index], self.labels[index], self.classes, dict(self.meta))
+        """The selected rows; per-image meta tensors (length N, e.g. Yearbook's gender) are indexed too."""
+        n = len(self)
+        meta = {k: v[index] if isinstance(v, Tensor) and v.ndim >= 1 and len(v) == n else v for k, v in self.meta.items()}
+        return ArrayDataset(self.images[index], self.labels[index], self.classes, meta)
 
     def class_counts(self) -> Tensor:
         return torch.bincount(self.labels, minlength=self.num_classes)

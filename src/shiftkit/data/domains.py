@@ -23,15 +23,27 @@ class Domain:
         return self.train.classes
 
 
-def split_domain(name: str, ds: ArrayDataset, *, fractions=(0.8, 0.1, 0.1), seed: int = 42) -> Domain:
-    """Random train/val/test split of one domain (reference: 80/10/10, seed 42)."""
+def split_domain(name: str, ds: ArrayDataset, *, fractions=(0.8, 0.1, 0.1), seed: int = 42,
+                 stratify: torch.Tensor | None = None) -> Domain:
+    """Random train/val/test split of one domain (reference: 80/10/10, seed 42).
+
+    Args:
+        stratify: optional per-image group ids (e.g. Yearbook gender); each group is split
+            with the same fractions, so every split keeps the group proportions.
+    """
     if len(ds) < 3:
         raise DataError(f"domain {name!r} has {len(ds)} images; need at least 3 to split")
-    perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))
-    n_train = int(round(fractions[0] * len(ds)))
-    n_val = int(round(fractions[1] * len(ds)))
-    parts = perm[:n_train], perm[n_train:n_train + n_val], perm[n_train + n_val:]
-    return Domain(name, *(ds.subset(p) for p in parts))
+    g = torch.Generator().manual_seed(seed)
+    groups = [torch.arange(len(ds))] if stratify is None else [
+        (stratify == v).nonzero().squeeze(1) for v in stratify.unique()]
+    parts: list[list[torch.Tensor]] = [[], [], []]
+    for members in groups:
+        perm = members[torch.randperm(len(members), generator=g)]
+        n_train = int(round(fractions[0] * len(perm)))
+        n_val = int(round(fractions[1] * len(perm)))
+        for i, chunk in enumerate((perm[:n_train], perm[n_train:n_train + n_val], perm[n_train + n_val:])):
+            parts[i].append(chunk)
+    return Domain(name, *(ds.subset(torch.cat(p)) for p in parts))
 
 
 def leave_one_out(domains: list[Domain], target: int | str) -> tuple[Domain, list[Domain]]:

@@ -1,0 +1,46 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from shiftkit.cli import main
+
+
+def _run(args, env_root, capsys, monkeypatch):
+    monkeypatch.setenv("SHIFTKIT_DATA", str(env_root))
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    out = capsys.readouterr()
+    return e.value.code, out.out, out.err
+
+
+def test_train_then_eval(tmp_path, fmnist_root, capsys, monkeypatch):
+    ckpt = tmp_path / "m.safetensors"
+    monkeypatch.setenv("SHIFTKIT_DATA", str(fmnist_root))
+    main(["train", "--model", "small_cnn", "--dataset", "driftfmnist", "--domain", "0", "--epochs", "1", "--out", str(ckpt)])
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["domain"] == "bin0" and 0 <= line["test"]["accuracy"] <= 1 and ckpt.exists()
+    main(["eval", str(ckpt), "--dataset", "driftfmnist"])
+    out = capsys.readouterr().out
+    assert "bin7" in out and "accuracy" in out
+
+
+def test_user_errors_are_one_line_exit_2(tmp_path, fmnist_root, capsys, monkeypatch):
+    code, _, err = _run(["train", "--model", "resnet21", "--out", str(tmp_path / "x")], fmnist_root, capsys, monkeypatch)
+    assert code == 2 and err.count("\n") == 1 and "unknown model 'resnet21'" in err and "Traceback" not in err
+    code, _, err = _run(["eval", str(tmp_path / "none.safetensors")], fmnist_root, capsys, monkeypatch)
+    assert code == 2 and "none.safetensors" in err
+
+
+def test_models_and_data_commands(fmnist_root, capsys, monkeypatch):
+    monkeypatch.setenv("SHIFTKIT_DATA", str(fmnist_root))
+    main(["models"])
+    assert "resnet20" in capsys.readouterr().out
+    main(["data", "driftfmnist"])
+    assert "bin7" in capsys.readouterr().out
+
+
+def test_console_script_help_shows_an_example():
+    out = subprocess.run([sys.executable, "-m", "shiftkit", "train", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "Example: shiftkit train" in out.stdout
