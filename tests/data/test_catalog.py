@@ -3,7 +3,8 @@ import torch
 
 from shiftkit.data import DATASETS, ArrayDataset, load_domains, split_domain
 from shiftkit.errors import ConfigError, DataError
-from test_folders import _presplit, _yearbook
+from shiftkit.data.folders import YEARBOOK_FOLDER
+from test_folders import _img, _presplit
 
 
 def test_subset_indexes_per_image_meta():
@@ -48,8 +49,14 @@ def test_presplit_folders_keep_their_splits(tmp_path):
 
 
 def test_yearbook_grasp_splits_stratified_by_gender(tmp_path):
-    _yearbook(tmp_path)
+    # 10 women and 10 men per period: every split holds both genders in equal numbers
+    for g in ("F", "M"):
+        for period_start in (1920, 1950, 1970, 1990):
+            for i in range(10):
+                _img(tmp_path / YEARBOOK_FOLDER / g / f"{period_start + 2 * i}_Ohio_X_{i}-1.png", i, size=(8, 8))
     domains = load_domains("yearbook_grasp", tmp_path, size=8)
-    assert [d.name for d in domains][0] == "before_1950s" and domains[0].classes == ["earlier", "later"]
-    d = domains[0]
-    assert sorted(torch.cat([d.train.meta["gender"], d.val.meta["gender"], d.test.meta["gender"]]).tolist()) == [0, 0, 0, 1, 1]
+    assert [d.name for d in domains] == ["before_1950s", "1950s_1960s", "1970s_1980s", "1990s_and_later"]
+    for d in domains:
+        assert d.classes == ["earlier", "later"] and (len(d.train), len(d.val), len(d.test)) == (16, 2, 2)
+        for part in (d.train, d.val, d.test):
+            assert part.meta["gender"].float().mean().item() == 0.5
