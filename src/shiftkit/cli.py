@@ -16,6 +16,8 @@ from rich.table import Table
 from .errors import ShiftkitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Image classifiers that survive distribution shift.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: write JSON to benchmarks/results/ and update benchmarks/RESULTS.md.")
+app.add_typer(bench_app, name="bench")
 console = Console()
 
 
@@ -121,6 +123,31 @@ def eval_(checkpoint: Path, dataset: str = typer.Option("driftfmnist"), root: Op
         for (name, sev), ds in corruption_sets(domains[0].test).items():
             rows.append({"set": f"{name}@{sev}", **{k: v for k, v in evaluate(net, ds).items() if k != "loss"}})
     _table(rows, title=str(checkpoint))
+
+
+@bench_app.command("train-speed")
+def bench_train_speed(model: str = typer.Option("small_cnn"), epochs: int = typer.Option(2), repeats: int = typer.Option(3),
+                      threads: int = typer.Option(2), root: Optional[Path] = typer.Option(None),
+                      out: Path = typer.Option(Path("benchmarks/results/train_speed.json"))):
+    """Training-loop time of shiftkit's fit() vs a bare PyTorch loop (target ratio <= 1.3).
+
+    Example: shiftkit bench train-speed --model small_cnn --epochs 2 --repeats 3
+    """
+    import torch
+
+    from .bench import _results, train_speed
+
+    torch.set_num_threads(threads)
+    r = train_speed.run(model=model, epochs=epochs, repeats=repeats, root=root)
+    r["command"] = _results.command_line()
+    _results.write_result(out, r)
+    body = (f"## Training loop overhead\n\n`{r['command']}`\n\n"
+            "| model | images/run | threads | bare loop img/s | fit() img/s | fit / bare time (target <= 1.3) |\n|---|---|---|---|---|---|\n"
+            f"| {model} | {r['images']} | {r['threads']} | {r['img_per_s']['bare']:.0f} | {r['img_per_s']['fit']:.0f} | "
+            f"{r['ratio_fit_over_bare']:.3f} |\n\nBest of {repeats} interleaved runs each; fit() without validation "
+            "(its best-val copy and evaluation are extra work a bare loop does not do).")
+    _results.update_section("train-speed", body)
+    console.print(body)
 
 
 # Command groups that live beside their packages; imported last so `app` exists.

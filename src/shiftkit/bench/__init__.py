@@ -1,0 +1,1 @@
+"""Benchmark scripts (run through `shiftkit bench ...`); results go to benchmarks/."""
