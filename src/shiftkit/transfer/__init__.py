@@ -1,0 +1,15 @@
+"""Multi-source transfer: GRASP and its baselines behind one protocol (`absorb(source)`, `.model`).
+
+    merger = transfer.create("grasp", model, target_domain, run_dir="runs/t", tau=0.3)
+    for path in sources:
+        merger.absorb(path)
+    model = merger.finish()
+"""
+from . import (best_single_source, ensemble, fusion, grasp, opcm, pearl, target_only, task_arithmetic,  # noqa: F401
+               ties)
+from .base import (TRANSFER, BaseMerger, MergeConfig, Merger, config_class, create, names, register_transfer,
+                   run_sources)
+from .zoo import ZooConfig, build_zoo, zoo_sources
+
+__all__ = ["TRANSFER", "BaseMerger", "MergeConfig", "Merger", "config_class", "create", "names", "register_transfer", "run_sources",
+           "ZooConfig", "build_zoo", "zoo_sources"]

@@ -1,0 +1,244 @@
+"""The transfer protocol, the method registry and the machinery every method shares.
+
+`merger = create(name, model, target, run_dir=..., **cfg)`; `merger.absorb(path)` per source,
+in order; `merger.finish()` spends any deferred target fine-tuning; `merger.model` is the result.
+After every absorb the state (safetensors checkpoint whose metadata carries the JSON log) is
+written to `run_dir`, so `resume()` continues a killed run to bitwise the same weights.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from .._registry import Registry
+from ..checkpoints import (LazyCheckpoint, _check_tensor, atomic_write_json, check_arch, load_checkpoint,
+                           read_metadata, save_checkpoint, validate_state)
+from ..data.domains import Domain
+from ..errors import CheckpointError, ConfigError
+from ..train import FitResult, TrainConfig, evaluate, fit
+
+__all__ = ["Merger", "MergeConfig", "BaseMerger", "TRANSFER", "register_transfer", "register_variant", "create",
+           "names", "config_class", "run_sources"]
+
+
+@runtime_checkable
+class Merger(Protocol):
+    model: nn.Module
+
+    def absorb(self, source: str | Path) -> dict: ...
+
+
+@dataclass(frozen=True)
+class MergeConfig:
+    """Options every method shares; the fine-tuning defaults are the GRASP reference's."""
+
+    seed: int = 0
+    initial_epochs: int = 3       # fine-tuning after the first source (reference: 3)
+    finetune_epochs: int = 3      # fine-tuning after every later source (reference: 3)
+    lr: float = 5e-5              # reference: AdamW lr 5e-5, wd 0.01, cosine schedule
+    weight_decay: float = 0.01
+    batch_size: int = 32          # reference batch; with 100 target images 128 would be one step per epoch
+    select: str = "best_val"      # "best_val": best-validation epoch within each stage; "last": last epoch
+    on_bad_source: str = "error"  # "error" rejects a NaN/Inf source; "skip" warns and leaves the run untouched
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.on_bad_source not in ("error", "skip"):
+            raise ConfigError(f"on_bad_source={self.on_bad_source!r}; valid: error, skip")
+        if self.select not in ("best_val", "last"):
+            raise ConfigError(f"select={self.select!r}; valid: best_val, last")
+        if min(self.initial_epochs, self.finetune_epochs) < 0 or self.batch_size < 1:
+            raise ConfigError("epochs must be >= 0 and batch_size >= 1")
+
+    def budget(self, k: int) -> int:
+        """Total target fine-tuning epochs of a sequential run over k sources (the shared budget)."""
+        return self.initial_epochs + max(k - 1, 0) * self.finetune_epochs
+
+
+TRANSFER: Registry["BaseMerger"] = Registry("transfer method")
+register_transfer = TRANSFER.register
+
+
+def register_variant(name: str, cls: type, **defaults) -> None:
+    """Register a configured instance of one class under a new name (mergekit style: not a copy)."""
+    def factory(model: nn.Module, target: Domain, **cfg) -> "BaseMerger":
+        return cls(model, target, **{**defaults, **cfg})
+
+    factory.__doc__ = f"{cls.__name__} with {defaults}"
+    factory.cls = cls
+    TRANSFER.register(name)(factory)
+
+
+def create(name: str, model: nn.Module, target: Domain, **cfg) -> "BaseMerger":
+    """Build a registered transfer method. Unknown names raise ConfigError listing valid ones."""
+    return TRANSFER.create(name, model, target, **cfg)
+
+
+def names() -> list[str]:
+    return TRANSFER.names()
+
+
+def config_class(name: str) -> type[MergeConfig]:
+    """The config dataclass of a registered method (its options and defaults)."""
+    entry = TRANSFER.get(name)
+    return getattr(entry, "cls", entry).Config
+
+
+class BaseMerger:
+    """Validation, persistence, resume and the shared fine-tuning step. Subclasses implement `_absorb`."""
+
+    Config: type[MergeConfig] = MergeConfig
+    resume_from_checkpoint = False  # True: the model is the whole state; False: resume replays absorbs
+    deferred_training = False       # True: merge first, then spend the whole target budget in finish()
+
+    def __init__(self, model: nn.Module, target: Domain, *, run_dir: str | Path | None = None, **cfg) -> None:
+        valid = [f.name for f in dataclasses.fields(self.Config)]
+        unknown = sorted(set(cfg) - set(valid))
+        if unknown:
+            raise ConfigError(f"{type(self).__name__}: unknown option(s) {unknown}; valid: {', '.join(valid)}")
+        self.cfg = self.Config(**cfg)
+        self.model, self.target = model, target
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.records: list[dict] = []
+        self.finish_log: dict | None = None
+        self.arch = SimpleNamespace(shiftkit_arch=getattr(model, "shiftkit_arch", None))
+        self.num_classes = getattr(model, "shiftkit_config", {}).get("num_classes")
+        # shapes/dtypes every source must match, kept on the meta device (no memory)
+        self.expected = {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in model.state_dict().items()}
+
+    # ---- the protocol -------------------------------------------------------------------------
+    @property
+    def n_absorbed(self) -> int:
+        return sum(not r.get("skipped") for r in self.records)
+
+    def absorb(self, source: str | Path) -> dict:
+        """Validate one source checkpoint, merge it in, persist the state; returns the log record."""
+        path, stage = Path(source), len(self.records)
+        if not self.check_source(path):
+            record = {"source": str(path), "stage": stage, "skipped": True}
+        else:
+            record = {"source": str(path), "stage": stage, **self._absorb(path, stage)}
+        self.records.append(record)
+        self._persist()
+        return record
+
+    def finish(self) -> nn.Module:
+        """Spend deferred target fine-tuning (merge-then-train methods); sequential methods need none."""
+        if self.deferred_training and self.finish_log is None:
+            self._before_finish()
+            fit = self.fine_tune(self.deferred_budget(), len(self.records))
+            self.finish_log = {"epochs": self.deferred_budget(), "best_epoch": fit.best_epoch, "history": fit.history}
+        return self.model
+
+    def _before_finish(self) -> None:
+        """Hook for a last merge step before the deferred fine-tuning (e.g. choosing a scale on val)."""
+
+    def _absorb(self, path: Path, stage: int) -> dict:
+        raise NotImplementedError
+
+    # ---- shared mechanics ---------------------------------------------------------------------
+    def check_source(self, path: Path) -> bool:
+        """Stream the source once: arch, class count, names, shapes, dtypes, finiteness.
+
+        Raises CheckpointError naming the file and tensor; returns False (warned) for a NaN/Inf
+        source when on_bad_source="skip".
+        """
+        with LazyCheckpoint(path) as ckpt:
+            check_arch(str(path), ckpt.metadata, self.arch)
+            nc = ckpt.metadata.get("num_classes", "")
+            if nc and self.num_classes is not None and int(nc) != int(self.num_classes):
+                raise CheckpointError(f"{path}: checkpoint has {nc} classes, model has {self.num_classes}")
+            validate_state(str(path), ckpt.keys(), self.expected)
+            for name, ref in self.expected.items():
+                t = ckpt.get(name)
+                if t.is_floating_point() and not torch.isfinite(t).all():
+                    msg = f"{path}: tensor {name!r} holds NaN/Inf"
+                    if self.cfg.on_bad_source == "skip":
+                        warnings.warn(f"{msg}; source skipped, run unchanged")
+                        return False
+                    raise CheckpointError(msg)
+                _check_tensor(str(path), name, t, ref, "error")
+        return True
+
+    def load_source(self, path: Path, into: nn.Module) -> None:
+        load_checkpoint(path, into)
+
+    def load_base(self, path: str | Path) -> dict[str, Tensor]:
+        """Load the shared base checkpoint (validated like a source) into the model; returns a copy."""
+        self.check_source(Path(path))
+        load_checkpoint(path, self.model)
+        return {k: v.clone() for k, v in self.model.state_dict().items()}
+
+    def stage_seed(self, stage: int) -> int:
+        """Each stage is seeded from (seed, stage index) alone, so a resumed run replays it exactly."""
+        return self.cfg.seed * 100_003 + stage
+
+    def train_config(self, epochs: int, stage: int, *, lr: float | None = None) -> TrainConfig:
+        c = self.cfg
+        return TrainConfig(epochs=epochs, batch_size=c.batch_size, lr=lr or c.lr, weight_decay=c.weight_decay,
+                           schedule="cosine", select=c.select, seed=self.stage_seed(stage), progress=c.progress)
+
+    def fine_tune(self, epochs: int, stage: int, *, lr: float | None = None, model: nn.Module | None = None) -> FitResult:
+        model = model if model is not None else self.model
+        return fit(model, self.target.train, self.target.val, self.train_config(epochs, stage, lr=lr))
+
+    def val_metrics(self, model: nn.Module | None = None) -> dict[str, float]:
+        m = evaluate(model if model is not None else self.model, self.target.val)
+        return {"accuracy": m["accuracy"], "loss": m["loss"]}
+
+    def deferred_budget(self) -> int:
+        return self.cfg.budget(self.n_absorbed)
+
+    # ---- persistence ----------------------------------------------------------------------------
+    def state_tensors(self) -> dict[str, Tensor]:
+        return self.model.state_dict()
+
+    def _log(self) -> dict:
+        return {"method": type(self).__name__, "config": asdict(self.cfg), "records": self.records}
+
+    def _persist(self) -> None:
+        if self.run_dir is None:
+            return
+        log = self._log()
+        save_checkpoint(self.run_dir / "state.safetensors", self.state_tensors(),
+                        metadata={"transfer_log": json.dumps(log, default=str), "arch": str(self.arch.shiftkit_arch)})
+        atomic_write_json(self.run_dir / "log.json", log)
+
+    def resume(self) -> list[str]:
+        """Continue from run_dir: returns the sources already handled (absorbed or skipped), in order."""
+        state = self.run_dir / "state.safetensors" if self.run_dir else None
+        if state is None or not state.is_file():
+            return []
+        log = json.loads(read_metadata(state)["transfer_log"])
+        if log["config"] != json.loads(json.dumps(asdict(self.cfg), default=str)):
+            raise ConfigError(f"{state}: run was made with config {log['config']}, not {asdict(self.cfg)}")
+        if self.resume_from_checkpoint:
+            load_checkpoint(state, self.model)
+            self.records = log["records"]
+        else:  # training-free absorbs: replay them (deterministic), without rewriting the state
+            run_dir, self.run_dir = self.run_dir, None
+            for r in log["records"]:
+                self.absorb(r["source"])
+            self.run_dir = run_dir
+        return [r["source"] for r in self.records]
+
+
+def run_sources(merger: BaseMerger, sources: list[str | Path], *, resume: bool = False) -> nn.Module:
+    """Absorb every source in order (skipping those a resumed run already handled), then finish."""
+    if not sources:
+        raise ConfigError("no sources given: transfer needs at least one source checkpoint")
+    done = merger.resume() if resume else []
+    todo = [str(s) for s in sources]
+    if done != todo[:len(done)]:
+        raise ConfigError(f"resume: run_dir holds sources {done}, which are not a prefix of {todo}")
+    for s in todo[len(done):]:
+        merger.absorb(s)
+    return merger.finish()

@@ -1,0 +1,33 @@
+"""Best single source: pick the source with the best target validation accuracy, then fine-tune it."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from torch import nn
+
+from .base import BaseMerger, register_transfer
+
+__all__ = ["BestSingleSource"]
+
+
+@register_transfer("best_single_source")
+class BestSingleSource(BaseMerger):
+    """Holds the model plus the best source so far (one extra copy, independent of K)."""
+
+    deferred_training = True
+
+    def __init__(self, model: nn.Module, target, **kw) -> None:
+        super().__init__(model, target, **kw)
+        self._scratch = copy.deepcopy(model)
+        self.best_accuracy = float("-inf")
+
+    def _absorb(self, path: Path, stage: int) -> dict:
+        self.load_source(path, self._scratch)
+        acc = self.val_metrics(self._scratch)["accuracy"]
+        chosen = acc > self.best_accuracy
+        if chosen:
+            self.best_accuracy = acc
+            self.model.load_state_dict(self._scratch.state_dict())
+        return {"val_accuracy": acc, "chosen": chosen}
+

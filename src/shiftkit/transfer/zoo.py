@@ -1,0 +1,87 @@
+"""Source zoo: pretrain one shared base on one domain, then fine-tune one source per domain from it.
+
+Merging (task arithmetic, TIES, OPCM, GRASP's tensor copies) only makes sense between models that
+share a base. Files: `<out>/base.safetensors`, `<out>/source_<domain>.safetensors` (metadata: arch,
+num_classes, domain, dataset) and `<out>/zoo.json`, the manifest in domain (temporal) order.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .. import models
+from ..checkpoints import atomic_write_json, load_checkpoint, save_checkpoint
+from ..data.domains import Domain
+from ..errors import ConfigError
+from ..train import TrainConfig, evaluate, fit
+
+__all__ = ["ZooConfig", "build_zoo", "zoo_sources"]
+
+
+@dataclass(frozen=True)
+class ZooConfig:
+    model: str = "small_cnn"
+    model_kwargs: dict = field(default_factory=dict)
+    base_domain: int = 0      # the prototype's base: the clean bin 0
+    base_epochs: int = 5      # enough for small_cnn to reach its plateau on one 7k-image bin
+    source_epochs: int = 3    # short fine-tuning keeps every source near the shared base
+    base_lr: float = 1e-3
+    source_lr: float = 5e-4   # lower than the base's: sources stay in the base's basin (merge-compatible)
+    batch_size: int = 128
+    seed: int = 0
+
+
+def build_zoo(domains: list[Domain], out: str | Path, *, cfg: ZooConfig = ZooConfig(), dataset: str = "",
+              exclude: tuple[int, ...] = ()) -> dict:
+    """Train the base and one source per domain not in `exclude` (the target); skips files already there."""
+    if not 0 <= cfg.base_domain < len(domains) or cfg.base_domain in exclude:
+        raise ConfigError(f"base_domain={cfg.base_domain} must be a domain index other than the target {exclude}")
+    out = Path(out)
+    d0 = domains[cfg.base_domain]
+    make = lambda: models.create(cfg.model, num_classes=len(d0.classes), in_chans=d0.train.shape[0], **cfg.model_kwargs)  # noqa: E731
+    base_path = out / "base.safetensors"
+    if not base_path.is_file():
+        net = make()
+        fit(net, d0.train, d0.val, TrainConfig(epochs=cfg.base_epochs, lr=cfg.base_lr, batch_size=cfg.batch_size, seed=cfg.seed))
+        save_checkpoint(base_path, net, metadata={"domain": d0.name, "dataset": dataset, "role": "base"})
+    entries = []
+    for i, d in enumerate(domains):
+        if i in exclude:
+            continue
+        path = out / f"source_{d.name}.safetensors"
+        if not path.is_file():
+            net = make()
+            load_checkpoint(base_path, net)
+            fit(net, d.train, d.val, TrainConfig(epochs=cfg.source_epochs, lr=cfg.source_lr, batch_size=cfg.batch_size,
+                                                 seed=cfg.seed * 1000 + i))
+            save_checkpoint(path, net, metadata={"domain": d.name, "dataset": dataset, "role": "source"})
+        entries.append({"index": i, "domain": d.name, "path": path.name})
+    manifest = {"dataset": dataset, "base": base_path.name, "sources": entries, "config": asdict(cfg)}
+    atomic_write_json(out / "zoo.json", manifest)
+    return manifest
+
+
+def zoo_sources(zoo: str | Path, *, exclude: tuple[str | int, ...] = ()) -> tuple[Path, list[Path]]:
+    """(base path, source paths in domain order) from a zoo folder, without the excluded domains."""
+    zoo = Path(zoo)
+    manifest_path = zoo / "zoo.json"
+    if not manifest_path.is_file():
+        raise ConfigError(f"{zoo}: no zoo.json (build one with `shiftkit sources`)")
+    manifest = json.loads(manifest_path.read_text())
+    keep = [e for e in manifest["sources"] if e["index"] not in exclude and e["domain"] not in exclude]
+    return zoo / manifest["base"], [zoo / e["path"] for e in keep]
+
+
+def quick_report(domains: list[Domain], zoo: str | Path) -> list[dict]:
+    """Test accuracy of every zoo model on its own domain (a sanity table for the CLI)."""
+    zoo = Path(zoo)
+    manifest = json.loads((zoo / "zoo.json").read_text())
+    rows = []
+    for e in manifest["sources"]:
+        cfg = manifest["config"]
+        net = models.create(cfg["model"], num_classes=len(domains[0].classes), in_chans=domains[0].train.shape[0],
+                            **cfg["model_kwargs"])
+        load_checkpoint(zoo / e["path"], net)
+        rows.append({"source": e["domain"], "own_test_accuracy": evaluate(net, domains[e["index"]].test)["accuracy"]})
+    return rows

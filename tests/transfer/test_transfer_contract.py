@@ -1,0 +1,37 @@
+"""One contract test over the whole transfer registry: every method absorbs, persists, keeps shapes."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from shiftkit import transfer
+from shiftkit.train import predict_logits
+
+from conftest import FAST
+
+
+def _cfg(name: str, zoo) -> dict:
+    fields = {f.name for f in dataclasses.fields(transfer.config_class(name))}
+    return {**FAST, **({"base": str(zoo.base)} if "base" in fields else {})}
+
+
+@pytest.mark.parametrize("name", transfer.names())
+def test_every_method_absorbs_and_keeps_shapes(name, zoo, tmp_path):
+    torch.manual_seed(0)
+    model = zoo.model()
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    merger = transfer.create(name, model, zoo.target, run_dir=tmp_path, **_cfg(name, zoo))
+    assert isinstance(merger, transfer.Merger)
+    for path in zoo.sources[:2]:
+        record = merger.absorb(path)
+        assert record["source"] == str(path)
+    out = merger.finish()
+    assert out is merger.model
+    logits = predict_logits(out, zoo.target.test)
+    assert logits.shape == (len(zoo.target.test), 4)
+    assert torch.isfinite(logits).all()
+    if name not in ("ensemble", "ensemble_hard", "pearl"):  # those wrap the model (members / adapters)
+        assert {k: v.shape for k, v in out.state_dict().items()} == shapes
+    assert (tmp_path / "state.safetensors").is_file() and (tmp_path / "log.json").is_file()
