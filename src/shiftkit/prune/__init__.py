@@ -10,14 +10,14 @@ from . import gcnet, kernel_l1, magnitude, random, snip, synflow  # noqa: F401  
 from .base import PRUNE, Criterion, Masks, PruneConfig, Scores, create, prunable_modules, prunable_weights
 from .connectivity import calibration_subset, compute_connectivity, connectivity_reference, pooled_activations
 from .gcnet import GCNetConfig, ghost_network
-from .masks import (apply, check_fraction, current_masks, expand_mask, export, layer_sparsity, make_permanent,
+from .masks import (apply, check_fraction, current_masks, dense_copy, expand_mask, export, layer_sparsity, make_permanent,
                     masks_from_scores, sparsity_report)
 from .pruner import compute_masks, prune_model, sparsity_schedule
 
 __all__ = [
     "PRUNE", "Criterion", "Masks", "PruneConfig", "Scores", "create", "names", "prunable_modules", "prunable_weights",
     "calibration_subset", "compute_connectivity", "connectivity_reference", "pooled_activations",
-    "GCNetConfig", "ghost_network", "apply", "check_fraction", "current_masks", "expand_mask", "export",
+    "GCNetConfig", "ghost_network", "apply", "check_fraction", "current_masks", "dense_copy", "expand_mask", "export",
     "layer_sparsity", "make_permanent", "masks_from_scores", "sparsity_report", "compute_masks", "prune_model",
     "sparsity_schedule",
 ]

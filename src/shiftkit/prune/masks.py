@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from .base import Masks, PruneConfig, Scores, prunable_modules
 
 __all__ = ["check_fraction", "unit_size", "expand_mask", "masks_from_scores", "layer_sparsity", "apply",
-           "current_masks", "make_permanent", "sparsity_report", "export"]
+           "current_masks", "make_permanent", "dense_copy", "sparsity_report", "export"]
 
 
 def check_fraction(value: float, option: str = "sparsity") -> float:
@@ -197,6 +197,19 @@ def make_permanent(model: nn.Module) -> nn.Module:
     return model
 
 
+def dense_copy(model: nn.Module) -> nn.Module:
+    """A deep copy with every mask folded into its weight; the original keeps its masks.
+
+    (A module under torch.nn.utils.prune holds `weight` as a non-leaf tensor that deepcopy refuses;
+    it is refreshed as a detached product first - the forward hook recomputes it on every call anyway.)
+    """
+    with torch.no_grad():
+        for m in model.modules():
+            if hasattr(m, "weight_orig") and hasattr(m, "weight_mask"):
+                m.weight = m.weight_orig * m.weight_mask
+    return make_permanent(copy.deepcopy(model))
+
+
 def sparsity_report(model: nn.Module, *, skip_unsupported: bool = False) -> list[dict]:
     """True sparsity per prunable layer, counted on the weights the forward pass uses; last row = total."""
     rows, zeros, total = [], 0, 0
@@ -211,7 +224,7 @@ def sparsity_report(model: nn.Module, *, skip_unsupported: bool = False) -> list
 
 def export(model: nn.Module, path: str | os.PathLike, *, metadata: dict[str, str] | None = None) -> list[dict]:
     """Save the sparse model as safetensors (masks folded in, same keys as the dense arch); returns the report."""
-    sparse = make_permanent(copy.deepcopy(model))
+    sparse = dense_copy(model)
     report = sparsity_report(sparse, skip_unsupported=True)
     meta = {"sparsity": f"{report[-1]['sparsity']:.6f}",
             "sparsity_per_layer": json.dumps({r["layer"]: round(r["sparsity"], 6) for r in report[:-1]}),

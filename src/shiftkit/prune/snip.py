@@ -4,7 +4,6 @@ Reference: Lee et al., SNIP: Single-shot Network Pruning based on Connection Sen
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -14,7 +13,7 @@ from torch import nn
 from ..data.base import ArrayDataset
 from ..errors import ConfigError
 from .base import Criterion, PruneConfig, Scores, prunable_weights, register_criterion
-from .masks import make_permanent
+from .masks import dense_copy
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ class SNIP(Criterion):
 
     def scores(self, model: nn.Module, data: ArrayDataset | None = None) -> Scores:
         data = self._require_data(data)
-        net = make_permanent(copy.deepcopy(model)).train()
+        net = dense_copy(model).train()
         weights = prunable_weights(net, skip_unsupported=self.cfg.skip_unsupported)
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(self.cfg.seed))
         for b in range(self.cfg.batches):

@@ -5,7 +5,6 @@ flow, NeurIPS 2020. The paper's 100 rounds = `prune_model(..., steps=100)` witho
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -14,7 +13,7 @@ from torch import nn
 from ..data.base import ArrayDataset
 from ..errors import ConfigError
 from .base import Criterion, PruneConfig, Scores, prunable_weights, register_criterion
-from .masks import make_permanent
+from .masks import dense_copy
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,7 @@ class SynFlow(Criterion):
         shape = self.cfg.input_shape or (data.shape if data is not None else None)
         if shape is None:
             raise ConfigError("synflow needs input_shape=(C, H, W) or data to read the input shape from")
-        net = make_permanent(copy.deepcopy(model)).double().eval()
+        net = dense_copy(model).double().eval()
         with torch.no_grad():
             for t in net.state_dict().values():
                 if t.is_floating_point():

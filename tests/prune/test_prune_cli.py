@@ -1,0 +1,54 @@
+"""`shiftkit prune` end to end on a tiny registered dataset; help shows an example; bad input exits 2."""
+from __future__ import annotations
+
+import pytest
+from conftest import make_data
+from typer.testing import CliRunner
+
+from shiftkit import prune
+from shiftkit.checkpoints import load_checkpoint, read_metadata, save_checkpoint
+from shiftkit.cli import app, main
+from shiftkit.data import DATASETS, Domain, register_dataset
+
+NAME = "prune_cli_tiny"
+if NAME not in DATASETS:
+    @register_dataset(NAME)
+    def _tiny(root=None, *, seed: int = 0) -> list[Domain]:
+        return [Domain("clean", make_data(80), make_data(40, seed=1), make_data(40, seed=2)),
+                Domain("shifted", make_data(80, seed=3), make_data(40, seed=4), make_data(40, seed=5))]
+
+
+@pytest.fixture
+def dense(tmp_path, tiny_cnn):
+    path = tmp_path / "dense.safetensors"
+    save_checkpoint(path, tiny_cnn)
+    return path
+
+
+@pytest.mark.parametrize("args", [["--method", "gcnet", "--hybrid-split", "2", "--calib-domain", "1"],
+                                  ["--method", "magnitude", "--scope", "layerwise", "--steps", "2"],
+                                  ["--method", "random", "--granularity", "connection", "--keep-first"]])
+def test_prune_writes_a_sparse_checkpoint(dense, tmp_path, tiny_cnn, args):
+    out = tmp_path / "p.safetensors"
+    res = CliRunner().invoke(app, ["prune", str(dense), "--sparsity", "0.8", "--dataset", NAME, "--finetune-epochs", "1",
+                                   "--out", str(out), *args])
+    assert res.exit_code == 0, res.output
+    assert abs(float(read_metadata(out)["sparsity"]) - 0.8) < 0.01
+    load_checkpoint(out, tiny_cnn)
+    assert abs(prune.sparsity_report(tiny_cnn)[-1]["sparsity"] - 0.8) < 0.01
+    res = CliRunner().invoke(app, ["eval", str(out), "--dataset", NAME])
+    assert res.exit_code == 0 and "shifted" in res.output
+
+
+def test_help_shows_an_example():
+    res = CliRunner().invoke(app, ["prune", "--help"])
+    assert res.exit_code == 0 and "Example: shiftkit prune" in res.output
+
+
+@pytest.mark.parametrize("args,msg", [(["--sparsity", "1.2"], "--sparsity=1.2"),
+                                      (["--method", "magnitude", "--reading", "parent"], "unknown option"),
+                                      (["--method", "obd"], "valid names")])
+def test_bad_input_is_one_line_and_exit_2(dense, args, msg, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["prune", str(dense), "--dataset", NAME, *args])
+    assert e.value.code == 2 and msg in capsys.readouterr().err
