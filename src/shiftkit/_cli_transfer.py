@@ -77,11 +77,12 @@ def transfer(method: str = typer.Option("grasp", help="see `shiftkit transfer-me
     from .data import few_shot as cap, load_domains
     from .train import evaluate
 
+    fields = {f.name for f in dataclasses.fields(tr.config_class(method))}  # unknown method: lists valid names
     base, paths = tr.zoo_sources(sources, exclude=(target,))
     domain = load_domains(dataset, root, seed=0)[target]
     domain = cap(domain, few_shot, seed=seed) if few_shot else domain
     cfg = {"seed": seed, **_parse_sets(set_), **({} if tau is None else {"tau": tau})}
-    if "base" in {f.name for f in dataclasses.fields(tr.config_class(method))}:
+    if "base" in fields:
         cfg.setdefault("base", str(base))
     meta = read_metadata(base)
     net = models.create(meta["arch"], **json.loads(meta["config"]))
