@@ -21,6 +21,15 @@ app.add_typer(bench_app, name="bench")
 console = Console()
 
 
+@app.callback()
+def _root(threads: int = typer.Option(0, help="torch CPU threads; 0 keeps torch's default (one per physical core)")):
+    """Image classifiers that survive distribution shift: GRASP merging and GC-Net pruning."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def _table(rows: list[dict], title: str = "") -> None:
     if not rows:
         return
@@ -40,9 +49,6 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="output folder"),
 
     Example: shiftkit demo --out runs/demo --epochs 10
     """
-    import torch
-
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     from .demo import run_demo
 
     report = run_demo(out, epochs=epochs, seed=seed, data_root=data_root)
@@ -151,7 +157,7 @@ def bench_train_speed(model: str = typer.Option("small_cnn"), epochs: int = type
 
 
 # Command groups that live beside their packages; imported last so `app` exists.
-from . import _cli_prune, _cli_transfer  # noqa: E402,F401
+from . import _cli_prune, _cli_transfer, _cli_ux  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:
