@@ -1,0 +1,318 @@
+"""One experiment = one YAML file: data, model, method, budget, output folder (pydantic-validated).
+
+    exp = load_experiment("examples/grasp.yaml", overrides=["budget.epochs=1", "method.options.tau=0.5"])
+    result = shiftkit.sweep.run_experiment(exp)
+
+Unknown keys and wrong types raise ConfigError naming the file, the dotted key and its line.
+Every flag of `shiftkit train / prune / transfer / sources` maps to a key (`FLAG_KEYS`), so a
+command line and a config file describe the same experiment.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from .errors import ConfigError
+
+__all__ = ["Experiment", "DataConfig", "ModelConfig", "BudgetConfig", "EvalConfig", "TrainMethod", "TransferMethod",
+           "PruneMethod", "load_experiment", "parse_experiment", "apply_overrides", "parse_value", "FLAG_KEYS",
+           "flag_overrides", "method_options"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    name: str = "driftfmnist"        # a name from `shiftkit data --list`
+    root: Optional[str] = None       # None: $SHIFTKIT_DATA or Debian's fashion-mnist
+    seed: int = 0                    # dataset construction (drift draw, splits)
+    domain: int = 0                  # train / prune: the domain trained, fine-tuned and called "clean"
+    target: int = -1                 # transfer: the target domain (sources = the others); -1 = last
+    few_shot: Optional[int] = None   # cap on the target's labelled train images (transfer)
+    calib_domain: Optional[int] = None  # prune: domain whose train split calibrates (default: domain)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from .data import DATASETS
+
+        DATASETS.get(v)  # ConfigError listing the valid names
+        return v
+
+
+class ModelConfig(_Strict):
+    name: str = "small_cnn"          # a name from `shiftkit models`
+    kwargs: dict[str, Any] = Field(default_factory=dict)  # family options (width, norm, ...)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from . import models
+
+        models.MODELS.get(v)
+        return v
+
+
+class BudgetConfig(_Strict):
+    epochs: Optional[int] = Field(None, ge=0)       # None: the method's default (train 5, transfer 3 per stage)
+    lr: Optional[float] = Field(None, gt=0)         # None: the method's default (train 1e-3, transfer 5e-5)
+    batch_size: Optional[int] = Field(None, ge=1)   # None: the method's default (train 128, transfer 32)
+
+
+class EvalConfig(_Strict):
+    domains: bool = True        # test on every domain (the drift bins = shifted accuracy)
+    corruptions: bool = False   # also the corruption sets of the clean domain (5 severities each)
+
+
+class TrainMethod(_Strict):
+    kind: Literal["train"] = "train"
+
+
+class TransferMethod(_Strict):
+    kind: Literal["transfer"]
+    name: str = "grasp"                     # `shiftkit transfer-methods`
+    options: dict[str, Any] = Field(default_factory=dict)  # the method's config (checked against its dataclass)
+    sources: Optional[list[str]] = None     # checkpoints (.safetensors, or .pt / torchvision / timm state dicts)
+    base: Optional[str] = None              # shared base checkpoint (task arithmetic, TIES, ...); default: the zoo's
+    zoo: Optional[str] = None               # zoo folder (built when missing); default <out>/zoo
+    base_domain: int = 0                    # zoo: domain the shared base is pretrained on
+    base_epochs: int = Field(5, ge=0)       # zoo: base pretraining epochs
+    source_epochs: int = Field(3, ge=0)     # zoo: fine-tuning epochs per source
+    order: Literal["temporal", "reverse", "random"] = "temporal"  # source order (random: drawn from seed)
+    resume: bool = False                    # continue the run in <out>
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from . import transfer
+
+        transfer.TRANSFER.get(v)
+        return v
+
+
+class PruneMethod(_Strict):
+    kind: Literal["prune"]
+    name: str = "gcnet"                     # `shiftkit prune --help` lists the criteria
+    options: dict[str, Any] = Field(default_factory=dict)  # the criterion's config (scope, hybrid_split, ...)
+    sparsity: float = Field(0.9, ge=0, lt=1)  # fraction of prunable weights removed
+    steps: int = Field(1, ge=1)             # iterative rounds (prune -> fine-tune -> prune more)
+    checkpoint: Optional[str] = None        # dense model to prune; None: train one first for dense_epochs
+    dense_epochs: int = Field(5, ge=0)      # only without a checkpoint
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from . import prune
+
+        prune.PRUNE.get(v)
+        return v
+
+
+Method = Annotated[Union[TrainMethod, TransferMethod, PruneMethod], Field(discriminator="kind")]
+
+
+class Experiment(_Strict):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    method: Method = Field(default_factory=TrainMethod)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    seed: int = 0                 # training / merging / pruning seed and the few-shot draw
+    out: str = "runs/experiment"  # result.json, model.safetensors and logs go here
+    grid: dict[str, list[Any]] = Field(default_factory=dict)  # `shiftkit sweep`: {dotted key: values}
+
+    def dump(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+# ---- method options: checked against the method's own config dataclass ----------------------------
+def _options_class(method: TransferMethod | PruneMethod) -> type:
+    if isinstance(method, TransferMethod):
+        from . import transfer
+
+        return transfer.config_class(method.name)
+    from . import prune
+
+    return prune.PRUNE.get(method.name).config_cls
+
+
+def method_options(method: TransferMethod | PruneMethod) -> dict[str, Any]:
+    """The method's options, type-checked (pydantic) against its config dataclass; raises ConfigError."""
+    cls = _options_class(method)
+    valid = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(method.options) - set(valid))
+    if unknown:
+        raise ConfigError(f"method.options: unknown option(s) {unknown} for {method.name!r}; valid: {', '.join(valid)}")
+    try:
+        checked = TypeAdapter(cls).validate_python(dict(method.options))
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"method.options.{key}: {err['msg']} (got {err.get('input')!r})") from None
+    return {k: getattr(checked, k) for k in method.options}
+
+
+# ---- loading, errors that name the file, key and line -----------------------------------------------
+def _line_of(text: str, loc: tuple) -> Optional[int]:
+    """1-based line of the deepest mapping key along `loc` in the YAML text (None when not found)."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in loc:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        match = [(k, v) for k, v in node.value if k.value == str(part)]
+        if not match:
+            break
+        line, node = match[0][0].start_mark.line + 1, match[0][1]
+    return line
+
+
+def _dotted(loc: tuple) -> tuple:
+    """Drop pydantic's union tag ('method', 'prune', 'sparsity' -> 'method', 'sparsity')."""
+    return tuple(p for i, p in enumerate(loc) if not (i and loc[i - 1] == "method" and p in ("train", "transfer", "prune")))
+
+
+def _format(e: ValidationError, where: str, text: str) -> str:
+    msgs = []
+    for err in e.errors():
+        loc = _dotted(err["loc"])
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        line = _line_of(text, loc) if text else None
+        at = f"{where}:{line}" if line else where
+        if err["type"] == "extra_forbidden":
+            msgs.append(f"{at}: unknown key {key!r}")
+        elif err["type"] == "union_tag_invalid" or err["type"] == "union_tag_not_found":
+            msgs.append(f"{at}: {key}.kind must be one of train, transfer, prune")
+        else:
+            msgs.append(f"{at}: {key}: {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(msgs)
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as YAML reads it: 0.5 -> float, true -> bool, [0, 1] -> list, else a string."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict, overrides: list[str] | dict[str, Any]) -> dict:
+    """Set dotted keys ("budget.epochs=1" or {"budget.epochs": 1}) in a raw config dict (copied)."""
+    import copy
+
+    raw = copy.deepcopy(raw)
+    items = overrides.items() if isinstance(overrides, dict) else [_split(o) for o in overrides]
+    for key, value in items:
+        node = raw
+        parts = key.split(".")
+        for p in parts[:-1]:
+            if not isinstance(node.setdefault(p, {}), dict):
+                raise ConfigError(f"override {key}: {p!r} is not a section")
+            node = node[p]
+        node[parts[-1]] = value
+    return raw
+
+
+def _split(pair: str) -> tuple[str, Any]:
+    key, sep, value = pair.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects key=value (e.g. budget.epochs=1), got {pair!r}")
+    return key.strip(), parse_value(value)
+
+
+def parse_experiment(raw: Any, *, where: str = "<config>", text: str = "") -> Experiment:
+    """Validate a raw dict; errors name `where` (the file), the dotted key and its line."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: an experiment is a mapping (data:, model:, method:, budget:, out:), got {type(raw).__name__}")
+    try:
+        exp = Experiment.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format(e, where, text)) from None
+    except ConfigError as e:  # a registry name check inside a validator
+        raise ConfigError(f"{where}: {e}") from None
+    if not isinstance(exp.method, TrainMethod):
+        try:
+            method_options(exp.method)
+        except ConfigError as e:
+            line = _line_of(text, ("method", "options")) if text else None
+            raise ConfigError(f"{where}{f':{line}' if line else ''}: {e}") from None
+    return exp
+
+
+def load_experiment(path: str | os.PathLike, *, overrides: list[str] | dict[str, Any] = ()) -> Experiment:
+    """Read and validate an experiment YAML; `overrides` set dotted keys after reading."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: experiment file not found")
+    text = path.read_text()
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    raw = apply_overrides(raw or {}, overrides) if overrides else raw
+    return parse_experiment(raw, where=str(path), text=text)
+
+
+# ---- command-line flags -> config keys ----------------------------------------------------------------
+# One table for every experiment flag of `shiftkit train / prune / transfer / sources`; `shiftkit run`
+# accepts the same flags. A flag may set several keys (train's --seed seeds the data and the run).
+FLAG_KEYS: dict[str, tuple[str, ...]] = {
+    "dataset": ("data.name",), "root": ("data.root",), "domain": ("data.domain",), "target": ("data.target",),
+    "few_shot": ("data.few_shot",), "calib_domain": ("data.calib_domain",),
+    "model": ("model.name",), "width": ("model.kwargs.width",),
+    "method": ("method.name",), "sparsity": ("method.sparsity",), "steps": ("method.steps",),
+    "sources": ("method.zoo",), "resume": ("method.resume",), "base_domain": ("method.base_domain",),
+    "base_epochs": ("method.base_epochs",), "source_epochs": ("method.source_epochs",), "checkpoint": ("method.checkpoint",),
+    "tau": ("method.options.tau",), "scope": ("method.options.scope",), "hybrid_split": ("method.options.hybrid_split",),
+    "reading": ("method.options.reading",), "combine": ("method.options.combine",), "inverse": ("method.options.inverse",),
+    "granularity": ("method.options.granularity",), "calib_per_class": ("method.options.calib_per_class",),
+    "keep_first": ("method.options.keep_first",), "keep_last": ("method.options.keep_last",),
+    "max_layer_sparsity": ("method.options.max_layer_sparsity",),
+    "skip_unsupported": ("method.options.skip_unsupported",),
+    "epochs": ("budget.epochs",), "finetune_epochs": ("budget.epochs",), "lr": ("budget.lr",),
+    "batch_size": ("budget.batch_size",), "seed": ("seed", "data.seed"), "out": ("out",),
+    "corruptions": ("eval.corruptions",),
+}
+BOOL_FLAGS = {"resume", "combine", "inverse", "keep_first", "keep_last", "skip_unsupported", "corruptions"}
+
+
+def flag_overrides(args: list[str]) -> dict[str, Any]:
+    """["--epochs", "1", "--keep-first", "--set", "k=v"] -> {dotted key: value}; unknown flags -> ConfigError."""
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            raise ConfigError(f"unexpected argument {arg!r}; flags look like --epochs 1 or --set budget.epochs=1")
+        name, eq, value = arg[2:].partition("=")
+        neg = name.startswith("no-") and name[3:].replace("-", "_") in BOOL_FLAGS
+        flag = (name[3:] if neg else name).replace("-", "_")
+        if flag == "set":
+            value, i = (value, i) if eq else (args[i + 1] if i + 1 < len(args) else "", i + 1)
+            out.update([_split(value)])
+        elif flag not in FLAG_KEYS:
+            valid = ", ".join("--" + f.replace("_", "-") for f in sorted(FLAG_KEYS))
+            raise ConfigError(f"unknown flag --{name}; valid: --set, {valid}")
+        else:
+            if flag in BOOL_FLAGS and not eq:
+                parsed = not neg
+            else:
+                if not eq:
+                    if i + 1 >= len(args):
+                        raise ConfigError(f"flag --{name} needs a value")
+                    value, i = args[i + 1], i + 1
+                parsed = parse_value(value)
+            out.update({key: parsed for key in FLAG_KEYS[flag]})
+        i += 1
+    return out

@@ -1,0 +1,307 @@
+"""Run experiments (one config -> one result.json) and grids of them, locally or on Ray.
+
+    exp = load_experiment("examples/train.yaml")
+    run_experiment(exp)                                    # train | transfer | prune, through the library
+    run_grid(expand_grid(exp), executor="ray", workers=2)  # method x target x seed x model
+
+Every recipe calls the library (`train.fit`, `transfer.create` + `absorb`, `prune.prune_model`), the
+same calls the `shiftkit train / transfer / prune` commands make. Ray is optional (`pip install
+shiftkit[ray]`); local, sequential and in-process, is the default. Both executors run each point with
+the same thread count, so their results are equal.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoints import atomic_write_json, load_checkpoint, read_metadata, save_checkpoint
+from .config import Experiment, PruneMethod, TransferMethod, apply_overrides, method_options, parse_experiment
+from .errors import ConfigError
+
+__all__ = ["run_experiment", "expand_grid", "run_grid", "prepare", "EXECUTORS"]
+
+EXECUTORS = ("local", "ray")
+
+
+# ---- one experiment ------------------------------------------------------------------------------
+def _train_config(exp: Experiment, *, progress: bool, epochs: int | None = None):
+    from .train import TrainConfig
+
+    b = {k: v for k, v in exp.budget.model_dump().items() if v is not None}
+    if epochs is not None:
+        b["epochs"] = epochs
+    return TrainConfig(**b, seed=exp.seed, progress=progress)
+
+
+def _model(exp: Experiment, domain):
+    from . import models
+
+    try:
+        return models.create(exp.model.name, num_classes=len(domain.classes), in_chans=domain.train.shape[0],
+                             **exp.model.kwargs)
+    except TypeError as e:
+        raise ConfigError(f"model.kwargs {exp.model.kwargs} rejected by {exp.model.name!r}: {e}") from None
+
+
+def _model_from(path: str | Path):
+    """A fresh model of the arch and config stored in a shiftkit checkpoint's metadata."""
+    from . import models
+
+    meta = read_metadata(path)
+    if "arch" not in meta:
+        raise ConfigError(f"{path}: no shiftkit metadata (arch); import it first: shiftkit import {path} --arch NAME")
+    return models.create(meta["arch"], **json.loads(meta.get("config") or "{}"))
+
+
+def _evaluate(exp: Experiment, net, domains, clean) -> dict:
+    """Test metrics on the clean (trained / target) domain, every other domain, and the corruption sets."""
+    from .data import corruption_sets
+    from .train import evaluate
+
+    res = {"test": {k: v for k, v in evaluate(net, clean.test).items() if k != "loss"}}
+    if exp.eval.domains:
+        res["domains"] = {d.name: (res["test"]["accuracy"] if d is clean else evaluate(net, d.test)["accuracy"])
+                          for d in domains}
+        shifted = [a for n, a in res["domains"].items() if n != clean.name]
+        res["shifted_mean"] = sum(shifted) / len(shifted) if shifted else None
+    if exp.eval.corruptions:
+        res["corruptions"] = {f"{n}@{s}": evaluate(net, ds)["accuracy"]
+                              for (n, s), ds in corruption_sets(clean.test, seed=exp.seed).items()}
+        res["corruption_mean"] = sum(res["corruptions"].values()) / len(res["corruptions"])
+    return res
+
+
+def _run_train(exp: Experiment, domains, out: Path, progress: bool) -> dict:
+    from .train import fit
+
+    d = domains[exp.data.domain]
+    net = _model(exp, d)
+    fit_result = fit(net, d.train, d.val, _train_config(exp, progress=progress))
+    save_checkpoint(out / "model.safetensors", net, metadata={"domain": d.name, "dataset": exp.data.name})
+    return {"domain": d.name, "history": fit_result.history, "best_epoch": fit_result.best_epoch,
+            "checkpoint": str(out / "model.safetensors"), **_evaluate(exp, net, domains, d)}
+
+
+def _run_prune(exp: Experiment, domains, out: Path, progress: bool) -> dict:
+    from . import prune
+    from .train import fit
+
+    m: PruneMethod = exp.method
+    d = domains[exp.data.domain]
+    calib = domains[d_i if (d_i := exp.data.calib_domain) is not None else exp.data.domain].train
+    if m.checkpoint:
+        net = _model_from(m.checkpoint)
+        load_checkpoint(m.checkpoint, net)
+    else:  # no dense model given: train one on the clean domain first
+        net = _model(exp, d)
+        fit(net, d.train, d.val, _train_config(exp, progress=progress, epochs=m.dense_epochs))
+        save_checkpoint(out / "dense.safetensors", net, metadata={"domain": d.name, "dataset": exp.data.name})
+    crit = prune.create(m.name, **method_options(m))
+    cfg = _train_config(exp, progress=progress)
+    masks = prune.prune_model(net, crit, m.sparsity, data=calib, steps=m.steps, train=d.train, val=d.val, train_cfg=cfg)
+    prune.apply(net, masks)
+    fit(net, d.train, d.val, cfg)
+    report = prune.export(net, out / "model.safetensors", metadata={"method": m.name, "dataset": exp.data.name,
+                                                                     "domain": d.name})
+    return {"domain": d.name, "sparsity": m.sparsity, "true_sparsity": report[-1]["sparsity"],
+            "layers": [{k: v for k, v in r.items() if k != "shape"} for r in report[:-1]],
+            "checkpoint": str(out / "model.safetensors"), **_evaluate(exp, net, domains, d)}
+
+
+def _zoo_path(exp: Experiment) -> Path:
+    return Path(exp.method.zoo) if exp.method.zoo else Path(exp.out) / "zoo"
+
+
+def prepare(exp: Experiment, domains=None, *, exclude: tuple[int, ...] | None = None) -> None:
+    """Build the transfer zoo an experiment needs (source training), unless its manifest already has it."""
+    if not isinstance(exp.method, TransferMethod) or exp.method.sources:
+        return
+    from .data import load_domains
+    from .transfer.zoo import ZooConfig, build_zoo
+
+    domains = domains or load_domains(exp.data.name, exp.data.root, seed=exp.data.seed)
+    target = exp.data.target % len(domains)
+    exclude = (target,) if exclude is None else exclude
+    zoo, m = _zoo_path(exp), exp.method
+    manifest = zoo / "zoo.json"
+    if manifest.is_file():
+        have = {e["index"] for e in json.loads(manifest.read_text())["sources"]}
+        if all(i in have for i in range(len(domains)) if i not in exclude):
+            return
+    cfg = ZooConfig(model=exp.model.name, model_kwargs=dict(exp.model.kwargs), base_domain=m.base_domain,
+                    base_epochs=m.base_epochs, source_epochs=m.source_epochs, seed=exp.seed)
+    build_zoo(domains, zoo, cfg=cfg, dataset=exp.data.name, exclude=exclude)
+
+
+def _sources(exp: Experiment, target: int, template, out: Path) -> tuple[str | None, list[str]]:
+    from .interop import as_source
+    from .transfer.zoo import zoo_sources
+
+    m: TransferMethod = exp.method
+    if m.sources:
+        paths = [str(as_source(p, template, out / "imported")) for p in m.sources]
+        base = str(as_source(m.base, template, out / "imported")) if m.base else None
+    else:
+        base_p, src = zoo_sources(_zoo_path(exp), exclude=(target,))
+        base, paths = (m.base or str(base_p)), [str(p) for p in src]
+    if m.order == "reverse":
+        paths = paths[::-1]
+    elif m.order == "random":
+        random.Random(exp.seed).shuffle(paths)
+    return base, paths
+
+
+def _transfer_options(exp: Experiment, base: str | None) -> dict:
+    import dataclasses
+
+    from .transfer import config_class
+
+    m: TransferMethod = exp.method
+    fields = {f.name for f in dataclasses.fields(config_class(m.name))}
+    b = exp.budget
+    budget = {"initial_epochs": b.epochs, "finetune_epochs": b.epochs, "lr": b.lr, "batch_size": b.batch_size}
+    opts = {k: v for k, v in budget.items() if v is not None and k in fields}
+    opts.update(seed=exp.seed, progress=True)
+    if "base" in fields and base:
+        opts["base"] = base
+    return {**opts, **method_options(m)}
+
+
+def _run_transfer(exp: Experiment, domains, out: Path, progress: bool) -> dict:
+    from . import transfer
+    from .data import few_shot
+    from .train import evaluate
+
+    m: TransferMethod = exp.method
+    t = exp.data.target % len(domains)
+    target = domains[t]
+    target = few_shot(target, exp.data.few_shot, seed=exp.seed) if exp.data.few_shot else target
+    prepare(exp, domains)
+    base, paths = _sources(exp, t, _model(exp, target), out)
+    net = _model_from(base or paths[0])
+    opts = _transfer_options(exp, base)
+    opts["progress"] = progress
+    merger = transfer.create(m.name, net, target, run_dir=out / "transfer", **opts)
+    done = merger.resume() if m.resume else []
+    if done != paths[:len(done)]:
+        raise ConfigError(f"method.resume: {out / 'transfer'} holds sources {done}, not a prefix of {paths}")
+    curve = []
+    for p in tqdm(paths[len(done):], desc=f"absorb ({m.name})", disable=not progress or None):
+        rec = merger.absorb(p)
+        if not merger.deferred_training:
+            curve.append({"source": Path(p).stem, "k": len(merger.records), "skipped": bool(rec.get("skipped")),
+                          "test_accuracy": evaluate(merger.model, target.test)["accuracy"]})
+    model = merger.finish()
+    if hasattr(model, "shiftkit_arch"):
+        save_checkpoint(out / "model.safetensors", model, metadata={"domain": target.name, "method": m.name})
+    res = _evaluate(exp, model, domains, target)
+    curve.append({"source": "final", "k": len(merger.records), "test_accuracy": res["test"]["accuracy"]})
+    return {"target": target.name, "sources": [Path(p).stem for p in paths], "curve": curve,
+            "records": merger.records, "finish": merger.finish_log, **res}
+
+
+_RECIPES: dict[str, Callable] = {"train": _run_train, "transfer": _run_transfer, "prune": _run_prune}
+
+
+def run_experiment(exp: Experiment, *, progress: bool = True) -> dict:
+    """Run one experiment; writes <out>/result.json (config, metrics, seconds) and returns it."""
+    from .data import load_domains
+
+    out = Path(exp.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "experiment.json", exp.dump())
+    torch.manual_seed(exp.seed)
+    t0 = time.perf_counter()
+    domains = load_domains(exp.data.name, exp.data.root, seed=exp.data.seed)
+    kind = exp.method.kind
+    body = _RECIPES[kind](exp, domains, out, progress)
+    result = {"kind": kind, "method": getattr(exp.method, "name", "train"), "model": exp.model.name,
+              "dataset": exp.data.name, "seed": exp.seed, **body, "seconds": time.perf_counter() - t0,
+              "experiment": exp.dump()}
+    atomic_write_json(out / "result.json", result)
+    return result
+
+
+# ---- grids ---------------------------------------------------------------------------------------------
+def _slug(point: dict[str, Any]) -> str:
+    parts = [f"{k.split('.')[-1]}-{v}" for k, v in point.items()]
+    return "_".join(parts).replace("/", "-").replace(" ", "") or "point"
+
+
+def expand_grid(exp: Experiment, grid: dict[str, list] | None = None) -> list[Experiment]:
+    """One experiment per point of the grid ({dotted key: values}, e.g. method.name x data.target x seed),
+    each writing to <out>/<point>; transfer points share one zoo per (dataset, model, seed)."""
+    grid = {**exp.grid, **(grid or {})}
+    base = {k: v for k, v in exp.dump().items() if k != "grid"}
+    keys = list(grid)
+    exps = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        point = dict(zip(keys, values))
+        raw = apply_overrides(base, point)
+        raw["out"] = str(Path(exp.out) / _slug(point))
+        if raw["method"].get("kind") == "transfer" and not raw["method"].get("zoo"):
+            raw["method"]["zoo"] = str(Path(exp.out) / "zoo" / f"{raw['data']['name']}-{raw['model']['name']}-s{raw['seed']}")
+        exps.append(parse_experiment(raw, where=f"grid point {point}"))
+    return exps
+
+
+def _prepare_all(exps: list[Experiment]) -> None:
+    """Source training in the driver, once per zoo, for every target the grid needs."""
+    by_zoo: dict[str, list[Experiment]] = {}
+    for e in exps:
+        if isinstance(e.method, TransferMethod) and not e.method.sources:
+            by_zoo.setdefault(str(_zoo_path(e)), []).append(e)
+    for group in by_zoo.values():
+        one_target = len({e.data.target for e in group}) == 1
+        prepare(group[0], exclude=None if one_target else ())
+
+
+def _point(raw: dict, threads: int) -> dict:
+    """One grid point in a worker: fixed thread count, no bars (a worker has no terminal)."""
+    torch.set_num_threads(threads)
+    return run_experiment(parse_experiment(raw), progress=False)
+
+
+def run_grid(exps: list[Experiment], *, executor: str = "local", workers: int = 2, threads: int = 1) -> list[dict]:
+    """Run every experiment; returns results in grid order. Executor "local" (sequential) or "ray"."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"executor {executor!r}; valid: {', '.join(EXECUTORS)}")
+    _prepare_all(exps)
+    raws = [e.dump() for e in exps]
+    if executor == "local":
+        old = torch.get_num_threads()
+        try:
+            return [_point(r, threads) for r in tqdm(raws, desc="sweep", disable=None)]
+        finally:
+            torch.set_num_threads(old)
+    return _run_ray(raws, workers=workers, threads=threads)
+
+
+def _run_ray(raws: list[dict], *, workers: int, threads: int) -> list[dict]:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("executor 'ray' needs Ray: pip install 'shiftkit[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        task = ray.remote(num_cpus=1, max_retries=0)(_point)
+        refs = [task.remote(r, threads) for r in raws]
+        bar = tqdm(total=len(refs), desc="sweep (ray)", disable=None)
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            bar.update(len(done))
+        bar.close()
+        return ray.get(refs)
+    finally:
+        if started:
+            ray.shutdown()
