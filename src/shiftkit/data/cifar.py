@@ -90,7 +90,10 @@ def _names(path: Path, key: str) -> list[str]:
     names = _get(_unpickle(path), key, path)
     if not isinstance(names, (list, tuple)) or not names:
         raise DataError(f"{path}: {key!r} must be a non-empty list of class names")
-    return [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names]
+    try:
+        return [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names]
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: {key!r} holds a class name that is not UTF-8 ({e})") from e
 
 
 def _read_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:

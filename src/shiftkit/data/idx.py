@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -21,29 +22,44 @@ FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
+def _read_exact(f, n: int) -> bytes:
+    """Up to n bytes, in chunks: memory never exceeds what the file really holds (gzip bombs, lying headers)."""
+    chunks, left = [], n
+    while left > 0:
+        chunk = f.read(min(left, 1 << 24))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read one IDX file (gzipped or not); the magic number and sizes are checked."""
+    """Read one IDX file (gzipped or not); the magic number and sizes are checked before the data is read."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
-            raw = f.read()
+            raw = _read_exact(f, 4)
+            if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES or raw[3] == 0:
+                raise DataError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
+            ndim = raw[3]
+            header = 4 + 4 * ndim
+            raw += _read_exact(f, header - 4)
+            if len(raw) < header:
+                raise DataError(f"{path}: truncated header")
+            dims = struct.unpack(f">{ndim}I", raw[4:header])
+            dtype = np.dtype(_DTYPES[raw[2]])
+            expected = int(np.prod(dims, dtype=object)) * dtype.itemsize  # object: no int64 overflow
+            data = _read_exact(f, expected + 1)  # one byte past the claim reveals trailing data
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, zlib.error) as e:  # zlib.error: a corrupt deflate stream inside a valid gzip header
         raise DataError(f"{path}: cannot read ({e})") from e
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES or raw[3] == 0:
-        raise DataError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated header")
-    dims = struct.unpack(f">{ndim}I", raw[4:header])
-    dtype = np.dtype(_DTYPES[raw[2]])
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    if len(raw) - header != expected:
-        raise DataError(f"{path}: holds {len(raw) - header} data bytes, header {dims} needs {expected} (truncated?)")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    if len(data) != expected:
+        raise DataError(f"{path}: holds {len(data)}{'+' if len(data) > expected else ''} data bytes, "
+                        f"header {dims} needs {expected} (truncated?)")
+    return np.frombuffer(data, dtype=dtype).reshape(dims)
 
 
 def _find(root: Path, stem: str) -> Path:
