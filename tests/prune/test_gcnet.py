@@ -106,3 +106,12 @@ def test_timm_mobilevit_grouped_convs_and_attention_linears():
     assert abs(prune.sparsity_report(net)[-1]["sparsity"] - 0.5) < 0.001
     assert any(m.groups > 1 for m in prune.prunable_modules(net).values() if isinstance(m, torch.nn.Conv2d))
     assert net(data.images[:2]).shape == (2, 2)
+
+
+def test_hybrid_with_dense_ends_still_reaches_the_total(tiny_cnn, data):
+    crit = prune.create("gcnet", hybrid_split=4, keep_first=True, keep_last=True)  # gcnet part = the dense last layer
+    masks = prune.compute_masks(tiny_cnn, crit, 0.8, data=data)
+    names = list(masks)
+    assert masks[names[0]].all() and masks[names[-1]].all()
+    total = sum(m.numel() for m in masks.values())
+    assert abs(sum(int((~m).sum()) for m in masks.values()) / total - 0.8) < 0.001

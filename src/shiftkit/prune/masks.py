@@ -123,7 +123,8 @@ def masks_from_scores(scores: Scores, weights: dict[str, Tensor], sparsity: floa
         weights: {weight name: weight} of every prunable layer, in network order (the sparsity base).
         cfg: scope (global / layerwise), keep_first / keep_last dense, max_layer_sparsity cap.
         allocation: matched allocation {weight name: sparsity}; overrides scope and `sparsity`.
-        groups: layer groups thresholded separately, each reaching `sparsity` (hybrid criteria).
+        groups: layer groups thresholded separately, each reaching the same sparsity (hybrid criteria);
+            with dense layers the others carry their share, so the whole network reaches `sparsity`.
         prior: masks already in place (iterative pruning): their pruned units stay pruned.
     Returns: {weight name: bool mask} for every scored layer.
     """
@@ -141,14 +142,16 @@ def masks_from_scores(scores: Scores, weights: dict[str, Tensor], sparsity: floa
             keep[n] = _prune_lowest(units[n], k)
     else:
         dense = _resolve_dense(names, cfg)
+        live_total = sum(weights[n].numel() for n in units if n not in dense)
+        if sparsity > 0 and not live_total:
+            raise ConfigError("sparsity unreachable: keep_first / keep_last leave no layer to prune")
+        scale = sparsity * sum(weights[n].numel() for n in units) / max(live_total, 1)  # dense layers' share moves
         for group in (groups or [names]):
             group = [n for n in group if n in units]
-            target = sparsity * sum(weights[n].numel() for n in group)
             live = {n: units[n] for n in group if n not in dense}
+            target = scale * sum(weights[n].numel() for n in live)
             keep.update({n: torch.ones_like(units[n], dtype=torch.bool) for n in group if n in dense})
             if not live:
-                if target > 0:
-                    raise ConfigError("sparsity unreachable: keep_first / keep_last leave no layer to prune")
                 continue
             if cfg.scope == "global":
                 keep.update(_global(live, sizes, target, cfg.max_layer_sparsity))
