@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import random
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -153,8 +152,9 @@ def _sources(exp: Experiment, target: int, template, out: Path) -> tuple[str | N
         base, paths = (m.base or str(base_p)), [str(p) for p in src]
     if m.order == "reverse":
         paths = paths[::-1]
-    elif m.order == "random":
-        random.Random(exp.seed).shuffle(paths)
+    elif m.order == "random":  # the permutation `shiftkit bench transfer` draws: same seed, same order
+        perm = torch.randperm(len(paths), generator=torch.Generator().manual_seed(1000 + exp.seed))
+        paths = [paths[i] for i in perm.tolist()]
     return base, paths
 
 

@@ -1,0 +1,237 @@
+"""Markdown tables and matplotlib plots regenerated from JSON results (`shiftkit report RESULTS_DIR`).
+
+Reads every `*.json` under a folder and recognises three kinds of rows:
+- transfer: `shiftkit run` / `sweep` results (kind: transfer) and `shiftkit bench transfer` rows
+  -> final accuracy per method (mean ± std over seeds and orders) and accuracy after each absorbed source;
+- prune: `run` / `sweep` results (kind: prune) and `shiftkit bench prune` rows
+  -> accuracy vs sparsity, clean and shifted;
+- memory: rows with K and a peak memory (`shiftkit bench memory`) -> memory vs K;
+plus train runs (accuracy per domain). Writes `report.md` and PNGs next to it.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable
+
+from .checkpoints import atomic_write
+from .plots import plt
+
+__all__ = ["collect", "write_report", "mean_std"]
+
+_MEM_KEYS = ("peak_rss_mib", "rss_anon_mib", "uss_mib", "peak_rss_mb", "rss_mib", "memory_mib")
+
+
+def mean_std(xs: Iterable[float]) -> tuple[float, float, int]:
+    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    if not xs:
+        return float("nan"), float("nan"), 0
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0), len(xs)
+
+
+def _fmt(m: float, s: float, n: int) -> str:
+    f = ".0f" if abs(m) >= 10 else ".3f"  # MiB as integers, accuracies to 0.1 point
+    return "—" if n == 0 else (f"{m:{f}} ± {s:{f}}" if n > 1 else f"{m:{f}}")
+
+
+# ---- reading -----------------------------------------------------------------------------------------
+def _run_rows(r: dict, kinds: dict[str, list]) -> None:
+    """One `shiftkit run` result.json."""
+    base = {"dataset": r["dataset"], "model": r["model"], "seed": r["seed"], "method": r["method"]}
+    if r["kind"] == "transfer":
+        exp = r.get("experiment", {})
+        curve = [c["test_accuracy"] for c in r.get("curve", []) if c.get("source") != "final"]
+        kinds["transfer"].append({**base, "target": r["target"], "shots": exp.get("data", {}).get("few_shot"),
+                                  "order": exp.get("method", {}).get("order", "temporal"), "select": "best_val",
+                                  "accuracy": r["test"]["accuracy"], "curve": curve})
+    elif r["kind"] == "prune":
+        opts = r.get("experiment", {}).get("method", {}).get("options", {})
+        label = r["method"] + "".join(f" {k}={v}" for k, v in sorted(opts.items()) if k in ("scope", "hybrid_split"))
+        kinds["prune"].append({**base, "method": label, "sparsity": r["sparsity"], "clean": r["test"]["accuracy"],
+                               "shifted": r.get("shifted_mean"), "corrupted": r.get("corruption_mean")})
+    elif r["kind"] == "train":
+        kinds["train"].append({**base, "domain": r["domain"], "domains": r.get("domains", {})})
+
+
+def _bench_rows(doc: dict, kinds: dict[str, list]) -> None:
+    """Rows of a benchmark JSON ({command, config, rows: [...]})."""
+    for row in doc.get("rows", []):
+        if not isinstance(row, dict):
+            continue
+        mem = next((k for k in _MEM_KEYS if k in row), None)
+        if mem and ("K" in row or "k" in row):
+            kinds["memory"].append({"method": row.get("method", "?"), "K": row.get("K", row.get("k")),
+                                    "memory_mib": row[mem], "metric": mem, "anon_mib": row.get("rss_anon_mib")})
+        elif "sparsity" in row and "method" in row:
+            clean = row.get("clean", row.get("clean_accuracy", row.get("accuracy")))
+            shifted = row.get("shifted", row.get("shift_accuracy", row.get("shifted_mean")))
+            label = row["method"] + (f" {row['variant']}" if row.get("variant") else "")
+            kinds["prune"].append({"method": label, "sparsity": row["sparsity"], "seed": row.get("seed", 0),
+                                   "clean": clean, "shifted": shifted, "corrupted": row.get("corrupted"),
+                                   "dataset": row.get("dataset", ""), "model": row.get("model", "")})
+        elif "method" in row and "accuracy" in row and "target" in row:
+            kinds["transfer"].append({k: row.get(k) for k in ("dataset", "target", "shots", "seed", "order", "method",
+                                                              "select", "accuracy", "curve")})
+
+
+def collect(results_dir: str | Path) -> dict[str, list]:
+    """All recognised rows under a folder (recursively), by kind."""
+    kinds: dict[str, list] = defaultdict(list)
+    for path in sorted(Path(results_dir).rglob("*.json")):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(doc, dict) and doc.get("kind") in ("train", "transfer", "prune") and "test" in doc:
+            _run_rows(doc, kinds)
+        elif isinstance(doc, dict) and isinstance(doc.get("rows"), list):
+            _bench_rows(doc, kinds)
+    return kinds
+
+
+# ---- tables and plots ----------------------------------------------------------------------------------
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _method_label(r: dict) -> str:
+    return r["method"] + (" (last epoch)" if r.get("select") == "last" else "")
+
+
+def _transfer(rows: list[dict], out: Path) -> str:
+    settings = defaultdict(list)
+    for r in rows:
+        settings[(r.get("dataset"), r.get("target"), r.get("shots"))].append(r)
+    parts = ["## Transfer: target test accuracy\n", "Mean ± std over seeds and source orders; best first.\n"]
+    for (ds, target, shots), rs in sorted(settings.items(), key=lambda kv: str(kv[0])):
+        by = defaultdict(list)
+        for r in rs:
+            by[_method_label(r)].append(r)
+        stats = sorted(((m, mean_std(x["accuracy"] for x in v)) for m, v in by.items()), key=lambda t: -t[1][0])
+        parts.append(f"### {ds}, target {target}, {shots or 'all'} target labels\n")
+        parts.append(_table(["method", "accuracy", "runs"], [[m, _fmt(*s), s[2]] for m, s in stats]) + "\n")
+        png = out / f"transfer_curve_{ds}_{target}_{shots or 'all'}.png".replace("/", "-")
+        if _curve_plot(by, png, title=f"{ds} -> {target}, {shots or 'all'} labels: accuracy after each absorbed source"):
+            parts.append(f"![accuracy after each source]({png.name})\n")
+    return "\n".join(parts)
+
+
+def _curve_plot(by: dict[str, list[dict]], png: Path, *, title: str) -> bool:
+    """Lines: methods with a per-source curve; markers at K: the methods that only have a final model."""
+    curves = {m: v for m, v in by.items() if any(r.get("curve") for r in v)}
+    if not curves:
+        return False
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    colors = plt.get_cmap("tab20").colors
+    k_max = 1
+    for i, (m, v) in enumerate(sorted(by.items())):
+        color = colors[i % len(colors)]
+        if m in curves:
+            length = min(len(r["curve"]) for r in v if r.get("curve"))
+            ys = [mean_std(r["curve"][j] for r in v if r.get("curve"))[0] for j in range(length)]
+            k_max = max(k_max, length)
+            ax.plot(range(1, length + 1), ys, marker="o", ms=3, color=color, label=m,
+                    ls="--" if "last epoch" in m else "-")
+        else:
+            ax.axhline(mean_std(r["accuracy"] for r in v)[0], color=color, ls=":", lw=1.2, label=f"{m} (final)")
+    ax.set(title=title, xlabel="sources absorbed", ylabel="target test accuracy")
+    ax.title.set_fontsize(9)
+    ax.set_xticks(range(1, k_max + 1))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def _prune(rows: list[dict], out: Path) -> str:
+    by = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        by[r["method"]][r["sparsity"]].append(r)
+    sparsities = sorted({r["sparsity"] for r in rows})
+    header = ["method"] + [f"{s:.0%} clean / shifted" for s in sparsities]
+    table = []
+    for m in sorted(by):
+        cells = []
+        for s in sparsities:
+            rs = by[m].get(s, [])
+            c, sh = mean_std(r["clean"] for r in rs), mean_std(r["shifted"] for r in rs)
+            cells.append(f"{_fmt(*c)} / {_fmt(*sh)}" if rs else "—")
+        table.append([m, *cells])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, key, name in zip(axes, ("clean", "shifted"), ("clean test", "shifted (mean over drifted domains)")):
+        for i, m in enumerate(sorted(by)):
+            xs = [s for s in sorted(by[m]) if mean_std(r[key] for r in by[m][s])[2]]
+            stats = [mean_std(r[key] for r in by[m][s]) for s in xs]
+            dodge = 0.4 * (i - (len(by) - 1) / 2)  # side by side, so error bars do not hide each other
+            if xs:
+                ax.errorbar([100 * x + dodge for x in xs], [t[0] for t in stats], yerr=[t[1] for t in stats], marker="o",
+                            ms=4, capsize=3, label=m)
+        ax.set(title=f"accuracy vs sparsity: {name}", xlabel="sparsity (% of prunable weights)", ylabel="accuracy")
+        ax.title.set_fontsize(10)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    fig.savefig(out / "prune_accuracy_vs_sparsity.png", dpi=120)
+    plt.close(fig)
+    return ("## Pruning: accuracy vs sparsity\n\nMean ± std over seeds, clean test / mean over shifted domains.\n\n"
+            + _table(header, table) + "\n\n![accuracy vs sparsity](prune_accuracy_vs_sparsity.png)\n")
+
+
+def _memory(rows: list[dict], out: Path) -> str:
+    by = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        by[r["method"]][r["K"]].append(r["memory_mib"])
+    ks = sorted({r["K"] for r in rows})
+    table = [[m, *[_fmt(*mean_std(by[m].get(k, []))) for k in ks]] for m in sorted(by)]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for m in sorted(by):
+        xs = sorted(by[m])
+        ax.plot(xs, [statistics.fmean(by[m][k]) for k in xs], marker="o", label=m)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set_ylim(bottom=0)
+    ax.set(title="peak memory vs number of sources K", xlabel="K (sources, log scale)",
+           ylabel=rows[0]["metric"].replace("_mib", "").replace("_", " ") + " (MiB)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "memory_vs_k.png", dpi=120)
+    plt.close(fig)
+    return ("## Memory vs K\n\n" + _table(["method", *[f"K={k}" for k in ks]], table)
+            + "\n\n![memory vs K](memory_vs_k.png)\n")
+
+
+def _train(rows: list[dict]) -> str:
+    domains = sorted({d for r in rows for d in r["domains"]}, key=lambda d: (len(d), d))
+    body = [[r["model"], r["domain"], r["seed"], *[f"{r['domains'].get(d, float('nan')):.3f}" for d in domains]]
+            for r in sorted(rows, key=lambda r: (r["model"], r["seed"]))]
+    return "## Trained models: test accuracy per domain\n\n" + _table(["model", "trained on", "seed", *domains], body) + "\n"
+
+
+def write_report(results_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write <out>/report.md (+ PNGs) from the JSON results under results_dir; returns the markdown path."""
+    results_dir = Path(results_dir)
+    out = Path(out) if out else results_dir
+    out.mkdir(parents=True, exist_ok=True)
+    kinds = collect(results_dir)
+    parts = [f"# Report: {results_dir}\n", "Regenerate with `shiftkit report " + str(results_dir) + "`.\n"]
+    if kinds["transfer"]:
+        parts.append(_transfer(kinds["transfer"], out))
+    if kinds["prune"]:
+        parts.append(_prune(kinds["prune"], out))
+    if kinds["memory"]:
+        parts.append(_memory(kinds["memory"], out))
+    if kinds["train"]:
+        parts.append(_train(kinds["train"]))
+    if len(parts) == 2:
+        parts.append("No recognised JSON results found (run `shiftkit run` / `sweep` / `bench` first).\n")
+    path = out / "report.md"
+    atomic_write(path, "\n".join(parts).encode())
+    return path
