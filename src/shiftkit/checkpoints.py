@@ -169,7 +169,8 @@ def import_pt(path: str | os.PathLike) -> dict[str, Tensor]:
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint not found") from None
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError... on hostile or corrupt files
-        raise CheckpointError(f"{path}: refused to load ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
+        first = (str(e).splitlines() or [""])[0][:200]  # some errors (EOFError on an empty file) have no message
+        raise CheckpointError(f"{path}: refused to load ({type(e).__name__}: {first})") from e
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
