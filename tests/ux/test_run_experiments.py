@@ -1,0 +1,67 @@
+"""`shiftkit run` end to end on the tiny IDX fixture: train, prune, transfer write result.json via the library."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from shiftkit import models
+from shiftkit.checkpoints import load_checkpoint, read_metadata
+from shiftkit.cli import main
+from shiftkit.config import parse_experiment
+from shiftkit.sweep import run_experiment
+
+
+def test_run_train_from_yaml(ux_env, capsys):
+    main(["run", "examples/train.yaml", "--epochs", "1", "--out", "runs/t"])
+    r = json.loads(Path("runs/t/result.json").read_text())
+    assert r["kind"] == "train" and r["experiment"]["budget"]["epochs"] == 1 and len(r["history"]) == 1
+    assert set(r["domains"]) == {f"bin{i}" for i in range(8)} and 0 <= r["shifted_mean"] <= 1
+    net = models.create("small_cnn", num_classes=10, in_chans=1, width=32)
+    load_checkpoint("runs/t/model.safetensors", net)
+    assert "runs/t/result.json" in capsys.readouterr().out.replace("\n", "")
+
+
+def test_run_prune_matches_the_library(ux_env, trained):
+    raw = {"method": {"kind": "prune", "name": "magnitude", "sparsity": 0.8, "checkpoint": trained["checkpoint"],
+                      "options": {"keep_last": True}}, "budget": {"epochs": 1}, "out": "runs/p",
+           "eval": {"corruptions": True}}
+    r = run_experiment(parse_experiment(raw), progress=False)
+    assert abs(r["true_sparsity"] - 0.8) < 0.01 and r["layers"][-1]["sparsity"] == 0.0  # classifier kept dense
+    assert 0 <= r["corruption_mean"] <= 1 and all(k.endswith(("@1", "@2", "@3", "@4", "@5")) for k in r["corruptions"])
+    meta = read_metadata("runs/p/model.safetensors")
+    assert meta["method"] == "magnitude" and float(meta["sparsity"]) > 0.79
+
+
+def test_run_transfer_builds_zoo_and_records_curve(ux_env):
+    raw = {"data": {"target": 7, "few_shot": 30}, "model": {"kwargs": {"width": 8}},
+           "method": {"kind": "transfer", "name": "grasp", "options": {"tau": 0.0}, "base_epochs": 1,
+                      "source_epochs": 1, "order": "reverse"},
+           "budget": {"epochs": 1, "lr": 1e-3}, "eval": {"domains": False}, "out": "runs/g"}
+    r = run_experiment(parse_experiment(raw), progress=False)
+    assert r["sources"] == [f"source_bin{i}" for i in range(6, -1, -1)]  # reverse temporal order, target left out
+    assert [c["k"] for c in r["curve"]] == [1, 2, 3, 4, 5, 6, 7, 7] and r["curve"][-1]["source"] == "final"
+    assert r["target"] == "bin7" and len(r["records"]) == 7 and Path("runs/g/zoo/zoo.json").is_file()
+    # a deferred method (merge all, then fine-tune) has no per-source curve, only the final point
+    raw["method"]["name"], raw["method"]["options"], raw["out"] = "fusion", {}, "runs/f"
+    raw["method"]["zoo"] = "runs/g/zoo"
+    r = run_experiment(parse_experiment(raw), progress=False)
+    assert [c["source"] for c in r["curve"]] == ["final"] and r["finish"]["epochs"] == 7
+
+
+def test_transfer_sources_can_be_pt_files(ux_env, trained):
+    """Sources given as `.pt` state dicts (DataParallel-prefixed) are imported (weights_only) and merged."""
+    net = models.create("small_cnn", num_classes=10, in_chans=1, width=32)
+    load_checkpoint(trained["checkpoint"], net)
+    paths = []
+    for i in range(2):
+        torch.save({"state_dict": {f"module.{k}": v + 0.01 * i if v.is_floating_point() else v
+                                   for k, v in net.state_dict().items()}}, f"s{i}.pt")
+        paths.append(f"s{i}.pt")
+    raw = {"data": {"target": 3, "few_shot": 30}, "model": {"kwargs": {"width": 32}},
+           "method": {"kind": "transfer", "name": "sequential_all", "sources": paths},
+           "budget": {"epochs": 0}, "eval": {"domains": False}, "out": "runs/pt"}
+    r = run_experiment(parse_experiment(raw), progress=False)
+    assert r["sources"] == ["s0", "s1"] and Path("runs/pt/imported/s1.safetensors").is_file()
+    assert read_metadata("runs/pt/imported/s0.safetensors")["imported_from"] == "s0.pt"
