@@ -1,0 +1,49 @@
+"""Sweeps: grid expansion, the local executor, and Ray (2 CPUs) giving the same results as local."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shiftkit.cli import main
+from shiftkit.config import parse_experiment
+from shiftkit.errors import ConfigError
+from shiftkit.sweep import expand_grid, run_grid
+
+BASE = {"model": {"kwargs": {"width": 8}}, "budget": {"epochs": 1}, "eval": {"domains": False}}
+
+
+def _metrics(results: list[dict]) -> list[tuple]:
+    return [(Path(r["experiment"]["out"]).name, r["test"]["accuracy"], r["test"]["macro_f1"],
+             r["history"][-1]["train_loss"]) for r in results]
+
+
+def test_grid_expansion_names_points_and_shares_zoos(tmp_path):
+    raw = {**BASE, "out": str(tmp_path / "s"), "method": {"kind": "transfer", "name": "grasp"},
+           "grid": {"method.name": ["grasp", "fusion"], "data.target": [6, 7], "seed": [0, 1]}}
+    exps = expand_grid(parse_experiment(raw), {"model.name": ["small_cnn"]})
+    assert len(exps) == 8 and len({e.out for e in exps}) == 8
+    assert exps[0].out.endswith("name-grasp_target-6_seed-0_name-small_cnn")
+    assert len({e.method.zoo for e in exps}) == 2  # one zoo per (dataset, model, seed), shared by targets
+    with pytest.raises(ConfigError, match="grid point"):
+        expand_grid(parse_experiment({**raw, "grid": {"method.sparsity": [2.0]}}))
+    with pytest.raises(ConfigError, match="executor"):
+        run_grid(exps[:1], executor="dask")
+
+
+def test_ray_grid_equals_local(ux_env):
+    pytest.importorskip("ray")
+    raw = {**BASE, "out": "runs/local", "grid": {"seed": [0, 1]}, "model": {"name": "small_cnn_nobn", "kwargs": {"width": 8}}}
+    local = run_grid(expand_grid(parse_experiment(raw)), executor="local")
+    raw["out"] = "runs/ray"
+    remote = run_grid(expand_grid(parse_experiment(raw)), executor="ray", workers=2)
+    assert len(local) == 2 and _metrics(local) == _metrics(remote)
+
+
+def test_sweep_cli_local_writes_results_and_report(ux_env, capsys):
+    main(["sweep", "examples/train.yaml", "--grid", "seed=0,1", "--epochs", "1", "--width", "8", "--out", "runs/sw"])
+    points = json.loads(Path("runs/sw/sweep.json").read_text())["points"]
+    assert [Path(p).name for p in points] == ["seed-0", "seed-1"]
+    assert all((Path(p) / "result.json").is_file() for p in points)
+    assert "Trained models" in Path("runs/sw/report.md").read_text()
