@@ -58,13 +58,13 @@ def run(ctx: typer.Context, config: Path = typer.Argument(..., help="experiment 
 def sweep(ctx: typer.Context, config: Path = typer.Argument(..., help="experiment YAML; its grid: section is the grid"),
           grid: List[str] = typer.Option([], "--grid", help="key=v1,v2 (repeatable), e.g. method.name=grasp,fusion"),
           set_: List[str] = typer.Option([], "--set", help="override a config key for every point"),
-          executor: str = typer.Option("local", help="local (sequential, default) | ray (pip install 'shiftkit[ray]')"),
+          executor: str = typer.Option("local", help="local (sequential, default) | ray (pip install 'shiftkit\\[ray]')"),
           workers: int = typer.Option(2, help="ray: parallel points (CPUs given to Ray)"),
           threads: int = typer.Option(1, help="torch threads per point (same in both executors)"),
           report: bool = typer.Option(True, help="write report.md and plots into the sweep folder")):
     """Run a grid of experiments (method x target x seed x model ...), locally or on Ray.
 
-    Example: shiftkit sweep examples/train.yaml --grid seed=0,1 --grid model.name=small_cnn,small_cnn_nobn --epochs 1 --out runs/sweep
+    Example: shiftkit sweep examples/train.yaml --grid seed=0,1 --epochs 1 --out runs/sweep
     """
     from .config import parse_value
     from .sweep import expand_grid, run_grid
@@ -152,7 +152,7 @@ def import_cmd(source: Path = typer.Argument(..., help=".pt/.pth/.bin (weights_o
                out: Path = typer.Option(..., help="shiftkit safetensors checkpoint to write")):
     """Import a torchvision / timm state dict or a .pt file as a shiftkit checkpoint (usable as a source).
 
-    Example: shiftkit import resnet50.pth --arch resnet50 --num-classes 10 --skip-mismatched --out runs/r50.safetensors
+    Example: shiftkit import r50.pth --arch resnet50 --skip-mismatched --out runs/r50.safetensors
     """
     from .interop import import_checkpoint
 
