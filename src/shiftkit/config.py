@@ -206,7 +206,8 @@ def parse_value(text: str) -> Any:
 
 
 def apply_overrides(raw: dict, overrides: list[str] | dict[str, Any]) -> dict:
-    """Set dotted keys ("budget.epochs=1" or {"budget.epochs": 1}) in a raw config dict (copied)."""
+    """Set dotted keys ("budget.epochs=1" or {"budget.epochs": 1}) in a raw config dict (copied);
+    a mapping value merges into a mapping (so {"method": {"name": "magnitude"}} keeps method.sparsity)."""
     import copy
 
     raw = copy.deepcopy(raw)
@@ -218,8 +219,21 @@ def apply_overrides(raw: dict, overrides: list[str] | dict[str, Any]) -> dict:
             if not isinstance(node.setdefault(p, {}), dict):
                 raise ConfigError(f"override {key}: {p!r} is not a section")
             node = node[p]
-        node[parts[-1]] = value
+        leaf = parts[-1]
+        node[leaf] = _merge(node[leaf], value) if isinstance(node.get(leaf), dict) and isinstance(value, dict) else value
     return raw
+
+
+def _merge(base: dict, update: dict) -> dict:
+    """JSON merge patch (RFC 7386): a grid value {name: magnitude, options: {hybrid_split: null}} keeps the
+    section's other keys and removes hybrid_split (null deletes)."""
+    out = dict(base)
+    for k, v in update.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = _merge(out[k], v) if isinstance(out.get(k), dict) and isinstance(v, dict) else v
+    return out
 
 
 def _split(pair: str) -> tuple[str, Any]:

@@ -230,8 +230,14 @@ def run_experiment(exp: Experiment, *, progress: bool = True) -> dict:
 
 
 # ---- grids ---------------------------------------------------------------------------------------------
+def _leaves(key: str, value: Any) -> list[tuple[str, Any]]:
+    if isinstance(value, dict):
+        return [leaf for k, v in value.items() for leaf in _leaves(k, v)]
+    return [(key.split(".")[-1], value)]
+
+
 def _slug(point: dict[str, Any]) -> str:
-    parts = [f"{k.split('.')[-1]}-{v}" for k, v in point.items()]
+    parts = [f"{k}-{v}" for key, value in point.items() for k, v in _leaves(key, value) if v is not None]
     return "_".join(parts).replace("/", "-").replace(" ", "") or "point"
 
 
