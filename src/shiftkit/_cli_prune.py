@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .cli import _table, app, console
+from .cli import _table, app, bench_app, console
 
 
 def _criterion_options(**opts) -> dict:
@@ -71,3 +71,83 @@ def prune_cmd(
     _table([{k: v for k, v in r.items() if k != "shape"} for r in report], title=f"{method} @ {sparsity}: true sparsity")
     test = {k: v for k, v in evaluate(net, d.test).items() if k != "loss"}
     console.print(json.dumps({"checkpoint": str(out), "sparsity": report[-1]["sparsity"], "test": test}))
+
+
+def _floats(text: str, option: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        from .errors import ConfigError
+
+        raise ConfigError(f"{option}={text!r}: expected comma-separated numbers") from None
+
+
+@bench_app.command("prune")
+def bench_prune(
+    model: str = typer.Option("small_cnn"), width: Optional[float] = typer.Option(None, help="model width (vgg: 0.25)"),
+    seeds: str = typer.Option("0,1,2"), sparsities: str = typer.Option("0.5,0.7,0.8,0.9,0.95"),
+    core_sparsities: str = typer.Option("0.9", help="sparsities of the controls and the hybrid sweep"),
+    arms: str = typer.Option("", help="comma-separated arm names (default: all; see shiftkit.bench.prune.ARMS)"),
+    dense_train: int = typer.Option(24000), dense_epochs: int = typer.Option(2),
+    ft_train: int = typer.Option(3000), ft_epochs: int = typer.Option(2), n_shift: int = typer.Option(300),
+    calib_per_class: int = typer.Option(100), dataset: str = typer.Option("fashion_mnist"),
+    root: Optional[Path] = typer.Option(None), workers: int = typer.Option(2), threads: int = typer.Option(1),
+    report_only: bool = typer.Option(False, help="only rebuild tables and plots from the cached runs"),
+    results: Path = typer.Option(Path("benchmarks/results")),
+):
+    """Pruning under shift: every criterion and control, fine-tuned alike, on clean and shifted test sets.
+
+    Resumable: finished runs are cached in RESULTS/prune_<model>_runs.jsonl and skipped on a rerun.
+    Example: shiftkit bench prune --model small_cnn --seeds 0,1,2 --workers 2
+    """
+    from .bench import _results, prune_report
+    from .bench import prune as bp
+    from .errors import ConfigError
+
+    unknown = [a for a in arms.split(",") if a and a not in bp.ARMS]
+    if unknown:
+        raise ConfigError(f"--arms: unknown {unknown}; valid: {', '.join(bp.ARMS)}")
+    cfg = bp.BenchConfig(model=model, model_kwargs=(("width", width),) if width is not None else (),
+                         seeds=tuple(int(s) for s in _floats(seeds, "--seeds")), sparsities=_floats(sparsities, "--sparsities"),
+                         core_sparsities=_floats(core_sparsities, "--core-sparsities"),
+                         arms=tuple(a for a in arms.split(",") if a) or tuple(bp.ARMS), dense_train=dense_train,
+                         dense_epochs=dense_epochs, ft_train=ft_train, ft_epochs=ft_epochs, n_shift=n_shift,
+                         calib_per_class=calib_per_class, dataset=dataset, root=str(root) if root else None)
+    jsonl = results / f"prune_{cfg.tag}_runs.jsonl"
+    if report_only:
+        import json as _json
+
+        records = [_json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()] if jsonl.exists() else []
+    else:
+        records = bp.run(cfg, jsonl, workers=workers, threads=threads, progress=console.print)
+    rows = prune_report.summarize(records)
+    prefix = results / f"prune_{cfg.tag}"
+    plots = prune_report.write_plots(rows, prefix, prune_report.FULL_ARMS)
+    hp = prune_report.hybrid_plot(rows, prefix, cfg.core_sparsities[-1])
+    md = prune_report.shift_markdown(records, bp.config_dict(cfg), _results.command_line(), cfg.tag, plots + ([hp] if hp else []))
+    _results.write_result(results / f"prune_shift_{cfg.tag}.json",
+                          {"config": bp.config_dict(cfg), "command": _results.command_line(), "rows": rows, "markdown": md})
+    prune_report.update_results_md(results)
+    console.print(md)
+
+
+@bench_app.command("prune-speed")
+def bench_prune_speed(model: str = typer.Option("vgg11"), width: float = typer.Option(1.0), n: int = typer.Option(1000),
+                      loop_pairs: int = typer.Option(4000, help="channel pairs the per-pair loop is timed on"),
+                      threads: int = typer.Option(1), root: Optional[Path] = typer.Option(None),
+                      results: Path = typer.Option(Path("benchmarks/results"))):
+    """Connectivity speed: one pass with running sums vs the per-pair np.corrcoef loop and vs a forward pass.
+
+    Example: shiftkit bench prune-speed --model vgg11 --n 1000
+    """
+    import torch
+
+    from .bench import _results, prune_report
+    from .bench.prune_speed import run_speed, speed_markdown
+
+    torch.set_num_threads(threads)
+    r = run_speed(model=model, width=width, n=n, loop_pairs=loop_pairs, root=root)
+    r["command"] = _results.command_line()
+    _results.write_result(results / "prune_speed.json", r)
+    prune_report.update_results_md(results)
+    console.print(speed_markdown(r))
