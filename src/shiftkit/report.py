@@ -1,6 +1,6 @@
 """Markdown tables and matplotlib plots regenerated from JSON results (`shiftkit report RESULTS_DIR`).
 
-Reads every `*.json` under a folder and recognises three kinds of rows:
+Reads every `*.json` / `*.jsonl` under a folder and recognises three kinds of rows:
 - transfer: `shiftkit run` / `sweep` results (kind: transfer) and `shiftkit bench transfer` rows
   -> final accuracy per method (mean ± std over seeds and orders) and accuracy after each absorbed source;
 - prune: `run` / `sweep` results (kind: prune) and `shiftkit bench prune` rows
@@ -56,39 +56,49 @@ def _run_rows(r: dict, kinds: dict[str, list]) -> None:
         kinds["train"].append({**base, "domain": r["domain"], "domains": r.get("domains", {})})
 
 
-def _bench_rows(doc: dict, kinds: dict[str, list]) -> None:
-    """Rows of a benchmark JSON ({command, config, rows: [...]})."""
-    for row in doc.get("rows", []):
-        if not isinstance(row, dict):
-            continue
-        mem = next((k for k in _MEM_KEYS if k in row), None)
-        if mem and ("K" in row or "k" in row):
-            kinds["memory"].append({"method": row.get("method", "?"), "K": row.get("K", row.get("k")),
-                                    "memory_mib": row[mem], "metric": mem, "anon_mib": row.get("rss_anon_mib")})
-        elif "sparsity" in row and "method" in row:
-            clean = row.get("clean", row.get("clean_accuracy", row.get("accuracy")))
-            shifted = row.get("shifted", row.get("shift_accuracy", row.get("shifted_mean")))
-            label = row["method"] + (f" {row['variant']}" if row.get("variant") else "")
-            kinds["prune"].append({"method": label, "sparsity": row["sparsity"], "seed": row.get("seed", 0),
-                                   "clean": clean, "shifted": shifted, "corrupted": row.get("corrupted"),
-                                   "dataset": row.get("dataset", ""), "model": row.get("model", "")})
-        elif "method" in row and "accuracy" in row and "target" in row:
-            kinds["transfer"].append({k: row.get(k) for k in ("dataset", "target", "shots", "seed", "order", "method",
-                                                              "select", "accuracy", "curve")})
+def _bench_row(row: dict, kinds: dict[str, list]) -> None:
+    """One benchmark row: transfer (bench transfer), prune (bench prune's JSONL records) or memory."""
+    end = row.get("end") if isinstance(row.get("end"), dict) else {}
+    mem = next((k for k in _MEM_KEYS if k in row), None)
+    if ("K" in row or "k" in row) and (mem or "VmHWM" in end):
+        label = row.get("method", "?") + (f" ({row['arch']})" if row.get("arch") else "")
+        kinds["memory"].append({"method": label, "K": row.get("K", row.get("k")),
+                                "memory_mib": row[mem] if mem else end["VmHWM"],
+                                "metric": mem or "peak_rss_mib", "anon_mib": end.get("RssAnon", row.get("rss_anon_mib"))})
+    elif "sparsity" in row and ("method" in row or "arm" in row):
+        shifted = row.get("shifted", row.get("shift_accuracy", row.get("shifted_mean")))
+        if isinstance(row.get("shift"), dict) and row["shift"]:  # bench prune: accuracy per shifted set
+            shifted = statistics.fmean(row["shift"].values())
+        kinds["prune"].append({"method": row.get("arm", row.get("method")), "sparsity": row["sparsity"],
+                               "seed": row.get("seed", 0), "clean": row.get("clean", row.get("accuracy")),
+                               "shifted": shifted, "dataset": row.get("dataset", ""), "model": row.get("model", "")})
+    elif "method" in row and "accuracy" in row and "target" in row:
+        kinds["transfer"].append({k: row.get(k) for k in ("dataset", "target", "shots", "seed", "order", "method",
+                                                          "select", "accuracy", "curve")})
+
+
+def _documents(path: Path) -> list:
+    """A JSON file is one document; a JSONL file (bench prune's run log) is one row per line."""
+    try:
+        text = path.read_text()
+        if path.suffix == ".jsonl":
+            return [{"rows": [json.loads(line) for line in text.splitlines() if line.strip()]}]
+        return [json.loads(text)]
+    except (OSError, json.JSONDecodeError):
+        return []
 
 
 def collect(results_dir: str | Path) -> dict[str, list]:
     """All recognised rows under a folder (recursively), by kind."""
     kinds: dict[str, list] = defaultdict(list)
-    for path in sorted(Path(results_dir).rglob("*.json")):
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
+    paths = sorted(p for p in Path(results_dir).rglob("*") if p.suffix in (".json", ".jsonl"))
+    for doc in (d for p in paths for d in _documents(p)):
         if isinstance(doc, dict) and doc.get("kind") in ("train", "transfer", "prune") and "test" in doc:
             _run_rows(doc, kinds)
         elif isinstance(doc, dict) and isinstance(doc.get("rows"), list):
-            _bench_rows(doc, kinds)
+            for row in doc["rows"]:
+                if isinstance(row, dict):
+                    _bench_row(row, kinds)
     return kinds
 
 

@@ -39,6 +39,18 @@ def test_report_from_bench_json(tmp_path, capsys):
     assert mean_std([1.0, float("nan"), 3.0]) == (2.0, 2 ** 0.5, 2)
 
 
+def test_report_reads_the_benchmarks_own_formats(tmp_path):
+    """bench prune appends JSONL records (arm, shift per set); bench memory rows carry /proc status (VmHWM)."""
+    recs = [{"model": "small_cnn", "seed": s, "arm": "gcnet_hybrid2", "sparsity": 0.9, "clean": 0.8,
+             "shift": {"drift_bin2": 0.5, "noise@3": 0.7}} for s in (0, 1)]
+    (tmp_path / "prune_small_cnn_runs.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    mem = [{"arch": "resnet20", "method": "grasp", "k": k, "end": {"VmHWM": 400.0, "RssAnon": 120.0}} for k in (2, 64)]
+    (tmp_path / "transfer_memory.json").write_text(json.dumps({"command": "shiftkit bench memory", "rows": mem}))
+    md = write_report(tmp_path).read_text()
+    assert "| gcnet_hybrid2 | 0.800 ± 0.000 / 0.600 ± 0.000 |" in md
+    assert "| grasp (resnet20) | 400 | 400 |" in md
+
+
 def test_report_from_sweep_of_prune_runs(ux_env, trained):
     raw = {"method": {"kind": "prune", "name": "magnitude", "checkpoint": trained["checkpoint"]}, "budget": {"epochs": 0},
            "out": "runs/ps", "grid": {"method.sparsity": [0.5, 0.8], "method.name": ["magnitude", "random"]}}
