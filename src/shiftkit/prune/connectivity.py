@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from ..data.base import ArrayDataset
 from ..errors import ConfigError
@@ -177,7 +178,7 @@ def _run(model: nn.Module, data: ArrayDataset, batch_size: int, hooks: _Hooks) -
     model.eval()
     try:
         with hooks, torch.no_grad():
-            for i in range(0, len(data), batch_size):
+            for i in tqdm(range(0, len(data), batch_size), desc="calibration", leave=False, disable=None):
                 hooks.labels = data.labels[i:i + batch_size]
                 model(ArrayDataset.to_float(data.images[i:i + batch_size]))
     finally:

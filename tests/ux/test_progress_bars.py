@@ -1,0 +1,47 @@
+"""Progress bars on the long steps (source training, absorb, fine-tune, calibration, sweep), shown on a
+terminal and silent when stderr is a pipe or a file."""
+from __future__ import annotations
+
+import io
+import sys
+
+import pytest
+
+from shiftkit.config import parse_experiment
+from shiftkit.sweep import expand_grid, run_experiment, run_grid
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def _capture(monkeypatch, tty: bool, fn) -> str:
+    stream = _Stream(tty)
+    monkeypatch.setattr(sys, "stderr", stream)
+    fn()
+    return stream.getvalue()
+
+
+TRANSFER = {"data": {"target": 7, "few_shot": 30}, "model": {"kwargs": {"width": 8}},
+            "method": {"kind": "transfer", "name": "grasp", "base_epochs": 1, "source_epochs": 1},
+            "budget": {"epochs": 1}, "eval": {"domains": False}}
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_bars_on_a_terminal_only(ux_env, trained, monkeypatch, tty):
+    transfer = lambda: run_experiment(parse_experiment({**TRANSFER, "out": f"runs/t{tty}"}))  # noqa: E731
+    prune_raw = {"method": {"kind": "prune", "name": "gcnet", "sparsity": 0.5, "checkpoint": trained["checkpoint"],
+                            "options": {"calib_per_class": 2}}, "budget": {"epochs": 1}, "eval": {"domains": False},
+                 "out": f"runs/p{tty}", "grid": {"seed": [0]}}
+    sweep = lambda: run_grid(expand_grid(parse_experiment(prune_raw)))  # noqa: E731
+    err = _capture(monkeypatch, tty, transfer) + _capture(monkeypatch, tty, sweep)
+    steps = ("fit", "absorb (grasp)", "calibration", "sweep")
+    if tty:
+        assert all(f"{s}:" in err for s in steps), err[-2000:]
+    else:
+        assert not any(f"{s}:" in err for s in steps) and "it/s" not in err
