@@ -217,7 +217,7 @@ class BaseMerger:
         state = self.run_dir / "state.safetensors" if self.run_dir else None
         if state is None or not state.is_file():
             return []
-        log = json.loads(read_metadata(state)["transfer_log"])
+        log = _read_log(state)
         if log["config"] != json.loads(json.dumps(asdict(self.cfg), default=str)):
             raise ConfigError(f"{state}: run was made with config {log['config']}, not {asdict(self.cfg)}")
         if self.resume_from_checkpoint:
@@ -229,6 +229,20 @@ class BaseMerger:
                 self.absorb(r["source"])
             self.run_dir = run_dir
         return [r["source"] for r in self.records]
+
+
+def _read_log(state: Path) -> dict:
+    """The transfer log in a run dir's state checkpoint; CheckpointError if it is not a shiftkit run state."""
+    meta = read_metadata(state)
+    try:
+        log = json.loads(meta["transfer_log"])
+        if not isinstance(log.get("records"), list) or not all(isinstance(r, dict) and "source" in r for r in log["records"]):
+            raise ValueError("records must be a list of {source: ...}")
+        log["config"]  # noqa: B018  (must be present)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{state}: not a shiftkit transfer run state (transfer_log metadata unreadable: "
+                              f"{type(e).__name__}: {e})") from None
+    return log
 
 
 def run_sources(merger: BaseMerger, sources: list[str | Path], *, resume: bool = False) -> nn.Module:
