@@ -160,21 +160,31 @@ def bench_train_speed(model: str = typer.Option("small_cnn"), epochs: int = type
 from . import _cli_prune, _cli_transfer, _cli_ux  # noqa: E402,F401
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: ShiftkitError -> one readable line on stderr, exit code 2."""
+    """Entry point: ShiftkitError and usage errors -> one readable line on stderr, exit code 2."""
     try:
         app(args=argv, standalone_mode=False)
     except ShiftkitError as e:
-        print(f"shiftkit: error: {e}", file=sys.stderr)
+        print(f"shiftkit: error: {_one_line(e)}", file=sys.stderr)
         sys.exit(2)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except Exception as e:
         import click
 
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
+        # typer >= 0.24 vendors click: its usage errors are typer.TyperException, not click's
+        if isinstance(e, (click.exceptions.ClickException, typer.TyperException)) and hasattr(e, "exit_code"):
+            if type(e).__name__ == "NoArgsIsHelpError":  # a bare group: show its help
+                e.show()
+                sys.exit(e.exit_code)
+            ctx = getattr(e, "ctx", None)
+            hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+            print(f"shiftkit: error: {_one_line(e.format_message())}{hint}", file=sys.stderr)
             sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
+        if isinstance(e, (click.exceptions.Abort, typer.Abort)):
             sys.exit(1)
         raise
