@@ -4,8 +4,8 @@
     result = shiftkit.sweep.run_experiment(exp)
 
 Unknown keys and wrong types raise ConfigError naming the file, the dotted key and its line.
-Every flag of `shiftkit train / prune / transfer / sources` maps to a key (`FLAG_KEYS`), so a
-command line and a config file describe the same experiment.
+Every flag of `shiftkit train / prune / transfer / sources` maps to a key (`flag_keys`), so a
+command line and a config file describe the same experiment (`from_flags`).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from .errors import ConfigError
 
 __all__ = ["Experiment", "DataConfig", "ModelConfig", "BudgetConfig", "EvalConfig", "TrainMethod", "TransferMethod",
            "PruneMethod", "load_experiment", "parse_experiment", "apply_overrides", "parse_value", "FLAG_KEYS",
-           "flag_overrides", "method_options"]
+           "flag_overrides", "flag_keys", "from_flags", "COMMAND_FLAGS", "method_options"]
 
 
 class _Strict(BaseModel):
@@ -124,11 +124,16 @@ class Experiment(_Strict):
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     seed: int = 0                 # training / merging / pruning seed and the few-shot draw
-    out: str = "runs/experiment"  # result.json, model.safetensors and logs go here
+    out: str = "runs/experiment"  # result.json, logs and (by default) model.safetensors go here
+    save: Optional[str] = None    # the model checkpoint's path; None: <out>/model.safetensors
     grid: dict[str, list[Any]] = Field(default_factory=dict)  # `shiftkit sweep`: {dotted key: values}
 
     def dump(self) -> dict:
         return self.model_dump(mode="json")
+
+    @property
+    def model_path(self) -> Path:
+        return Path(self.save) if self.save else Path(self.out) / "model.safetensors"
 
 
 # ---- method options: checked against the method's own config dataclass ----------------------------
@@ -280,15 +285,17 @@ def load_experiment(path: str | os.PathLike, *, overrides: list[str] | dict[str,
 
 # ---- command-line flags -> config keys ----------------------------------------------------------------
 # One table for every experiment flag of `shiftkit train / prune / transfer / sources`; `shiftkit run`
-# accepts the same flags. A flag may set several keys (train's --seed seeds the data and the run).
+# accepts the same flags. A flag may set several keys; COMMAND_FLAGS holds where a command's flag
+# means something else (train's --out is the model file, its --seed also seeds the data).
 FLAG_KEYS: dict[str, tuple[str, ...]] = {
     "dataset": ("data.name",), "root": ("data.root",), "domain": ("data.domain",), "target": ("data.target",),
     "few_shot": ("data.few_shot",), "calib_domain": ("data.calib_domain",),
     "model": ("model.name",), "width": ("model.kwargs.width",),
     "method": ("method.name",), "sparsity": ("method.sparsity",), "steps": ("method.steps",),
     "sources": ("method.zoo",), "zoo": ("method.zoo",), "base": ("method.base",), "order": ("method.order",),
-    "dense_epochs": ("method.dense_epochs",), "resume": ("method.resume",), "base_domain": ("method.base_domain",),
-    "base_epochs": ("method.base_epochs",), "source_epochs": ("method.source_epochs",), "checkpoint": ("method.checkpoint",),
+    "dense_epochs": ("method.dense_epochs",), "resume": ("method.resume",),
+    "base_domain": ("method.base_domain",), "base_epochs": ("method.base_epochs",),
+    "source_epochs": ("method.source_epochs",), "checkpoint": ("method.checkpoint",),
     "tau": ("method.options.tau",), "scope": ("method.options.scope",), "hybrid_split": ("method.options.hybrid_split",),
     "reading": ("method.options.reading",), "combine": ("method.options.combine",), "inverse": ("method.options.inverse",),
     "granularity": ("method.options.granularity",), "calib_per_class": ("method.options.calib_per_class",),
@@ -296,10 +303,42 @@ FLAG_KEYS: dict[str, tuple[str, ...]] = {
     "max_layer_sparsity": ("method.options.max_layer_sparsity",),
     "skip_unsupported": ("method.options.skip_unsupported",),
     "epochs": ("budget.epochs",), "finetune_epochs": ("budget.epochs",), "lr": ("budget.lr",),
-    "batch_size": ("budget.batch_size",), "seed": ("seed", "data.seed"), "out": ("out",),
+    "batch_size": ("budget.batch_size",), "seed": ("seed",), "out": ("out",), "save": ("save",),
     "corruptions": ("eval.corruptions",),
 }
+COMMAND_FLAGS: dict[str, dict[str, tuple[str, ...]]] = {
+    "train": {"seed": ("seed", "data.seed"), "out": ("save",)},
+    "prune": {"seed": ("seed", "data.seed"), "out": ("save",)},
+    "transfer": {"set_": ("method.options",)},   # its --set takes method options: tau=0.5
+    "sources": {"out": ("method.zoo",)},
+}
 BOOL_FLAGS = {"resume", "combine", "inverse", "keep_first", "keep_last", "skip_unsupported", "corruptions"}
+_KINDS = {"train": "train", "prune": "prune", "transfer": "transfer", "sources": "transfer"}
+
+
+def flag_keys(command: str | None = None) -> dict[str, tuple[str, ...]]:
+    """{flag (python name): config keys} for `shiftkit <command>` (None: `shiftkit run`)."""
+    return {**FLAG_KEYS, **COMMAND_FLAGS.get(command or "", {})}
+
+
+def from_flags(command: str, **params: Any) -> Experiment:
+    """The experiment a `shiftkit train / prune / transfer / sources` command line describes
+    (None values = the flag was not given)."""
+    keys = flag_keys(command)
+    raw: dict[str, Any] = {"method": {"kind": _KINDS[command]}}
+    unknown = sorted(set(params) - set(keys))
+    if unknown:
+        raise ConfigError(f"shiftkit {command}: flags {unknown} have no config key")
+    for flag, value in params.items():
+        if value is None or (flag == "set_" and not value):
+            continue
+        if flag == "set_":
+            value = dict(_split(pair) for pair in value)
+        value = str(value) if isinstance(value, Path) else value
+        raw = apply_overrides(raw, {k: value for k in keys[flag]})
+    if raw.get("save") and "out" not in raw:  # a model file: results beside it
+        raw["out"] = str(Path(raw["save"]).with_suffix(""))
+    return parse_experiment(raw, where=f"shiftkit {command}")
 
 
 def flag_overrides(args: list[str]) -> dict[str, Any]:

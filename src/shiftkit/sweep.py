@@ -83,9 +83,9 @@ def _run_train(exp: Experiment, domains, out: Path, progress: bool) -> dict:
     d = domains[exp.data.domain]
     net = _model(exp, d)
     fit_result = fit(net, d.train, d.val, _train_config(exp, progress=progress))
-    save_checkpoint(out / "model.safetensors", net, metadata={"domain": d.name, "dataset": exp.data.name})
+    save_checkpoint(exp.model_path, net, metadata={"domain": d.name, "dataset": exp.data.name})
     return {"domain": d.name, "history": fit_result.history, "best_epoch": fit_result.best_epoch,
-            "checkpoint": str(out / "model.safetensors"), **_evaluate(exp, net, domains, d)}
+            "checkpoint": str(exp.model_path), **_evaluate(exp, net, domains, d)}
 
 
 def _run_prune(exp: Experiment, domains, out: Path, progress: bool) -> dict:
@@ -107,11 +107,11 @@ def _run_prune(exp: Experiment, domains, out: Path, progress: bool) -> dict:
     masks = prune.prune_model(net, crit, m.sparsity, data=calib, steps=m.steps, train=d.train, val=d.val, train_cfg=cfg)
     prune.apply(net, masks)
     fit(net, d.train, d.val, cfg)
-    report = prune.export(net, out / "model.safetensors", metadata={"method": m.name, "dataset": exp.data.name,
+    report = prune.export(net, exp.model_path, metadata={"method": m.name, "dataset": exp.data.name,
                                                                      "domain": d.name})
     return {"domain": d.name, "sparsity": m.sparsity, "true_sparsity": report[-1]["sparsity"],
             "layers": [{k: v for k, v in r.items() if k != "shape"} for r in report[:-1]],
-            "checkpoint": str(out / "model.safetensors"), **_evaluate(exp, net, domains, d)}
+            "checkpoint": str(exp.model_path), **_evaluate(exp, net, domains, d)}
 
 
 def _zoo_path(exp: Experiment) -> Path:
@@ -200,7 +200,7 @@ def _run_transfer(exp: Experiment, domains, out: Path, progress: bool) -> dict:
                           "test_accuracy": evaluate(merger.model, target.test)["accuracy"]})
     model = merger.finish()
     if hasattr(model, "shiftkit_arch"):
-        save_checkpoint(out / "model.safetensors", model, metadata={"domain": target.name, "method": m.name})
+        save_checkpoint(exp.model_path, model, metadata={"domain": target.name, "method": m.name})
     res = _evaluate(exp, model, domains, target)
     curve.append({"source": "final", "k": len(merger.records), "test_accuracy": res["test"]["accuracy"]})
     return {"target": target.name, "sources": [Path(p).stem for p in paths], "curve": curve,
@@ -252,6 +252,7 @@ def expand_grid(exp: Experiment, grid: dict[str, list] | None = None) -> list[Ex
         point = dict(zip(keys, values))
         raw = apply_overrides(base, point)
         raw["out"] = str(Path(exp.out) / _slug(point))
+        raw["save"] = None  # one model file per point, inside its folder
         if raw["method"].get("kind") == "transfer" and not raw["method"].get("zoo"):
             raw["method"]["zoo"] = str(Path(exp.out) / "zoo" / f"{raw['data']['name']}-{raw['model']['name']}-s{raw['seed']}")
         exps.append(parse_experiment(raw, where=f"grid point {point}"))

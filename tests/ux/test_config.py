@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
 import pytest
 import typer
 
 from shiftkit.cli import app, main
-from shiftkit.config import (FLAG_KEYS, Experiment, PruneMethod, TransferMethod, apply_overrides, flag_overrides,
-                             load_experiment, method_options)
+from shiftkit.config import (BudgetConfig, DataConfig, EvalConfig, Experiment, ModelConfig, PruneMethod,
+                             TransferMethod, apply_overrides, flag_keys, flag_overrides, from_flags, load_experiment,
+                             method_options)
 from shiftkit.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,34 +71,51 @@ def test_overrides_and_flags(tmp_path):
     flags = flag_overrides(["--epochs", "1", "--keep-first", "--sparsity=0.5", "--set", "method.options.scope=layerwise",
                             "--no-keep-last", "--seed", "3"])
     exp = load_experiment(p, overrides=flags)
-    assert exp.budget.epochs == 1 and exp.method.sparsity == 0.5 and exp.seed == 3 and exp.data.seed == 3
+    assert exp.budget.epochs == 1 and exp.method.sparsity == 0.5 and exp.seed == 3 and exp.data.seed == 0
     assert exp.method.options == {"keep_first": True, "scope": "layerwise", "keep_last": False}
     with pytest.raises(ConfigError, match="unknown flag --epoch"):
         flag_overrides(["--epoch", "1"])
     assert apply_overrides({"a": {"b": 1}}, ["a.c=[1, 2]"]) == {"a": {"b": 1, "c": [1, 2]}}
 
 
-def _options(name: str) -> list[str]:
+def _params(name: str) -> dict:
+    """{python name: default} of a command's options and arguments."""
     cmd = typer.main.get_command(app).commands[name]
-    return [p.name for p in cmd.params if isinstance(p, click.Option)]
+    return {p.name: p.default for p in cmd.params}
+
+
+REQUIRED = {"prune": {"checkpoint": "runs/m.safetensors"}, "transfer": {"target": 7}}
 
 
 @pytest.mark.parametrize("command", ["train", "prune", "transfer", "sources"])
-def test_every_experiment_flag_maps_to_a_config_key(command):
-    not_experiment = {"set_"}  # transfer's --set takes method options, run's --set any dotted key
-    missing = [o for o in _options(command) if o not in FLAG_KEYS and o not in not_experiment]
-    assert not missing, f"`shiftkit {command}` flags without a config key: {missing}"
-    for flag, keys in FLAG_KEYS.items():  # every mapped key exists in the schema
-        for key in keys:
-            if ".options." in key or ".kwargs." in key:
+def test_every_command_flag_maps_to_a_config_key(command):
+    keys = flag_keys(command)
+    params = _params(command)
+    assert not [p for p in params if p not in keys], f"`shiftkit {command}` flags without a config key"
+    # the command's own defaults describe a valid experiment
+    exp = from_flags(command, **{**params, **REQUIRED.get(command, {})})
+    assert exp.method.kind == ("transfer" if command == "sources" else command)
+    for flag, dotted in keys.items():  # every mapped key exists in the schema
+        for key in dotted:
+            if key in ("method.options", "model.kwargs") or ".options." in key or ".kwargs." in key:
                 continue
             section, _, leaf = key.rpartition(".")
-            model = {"": Experiment, "data": Experiment.model_fields["data"].annotation,
-                     "budget": Experiment.model_fields["budget"].annotation,
-                     "eval": Experiment.model_fields["eval"].annotation,
-                     "model": Experiment.model_fields["model"].annotation}.get(section)
+            model = {"": Experiment, "data": DataConfig, "budget": BudgetConfig, "eval": EvalConfig,
+                     "model": ModelConfig}.get(section)
             fields = set(model.model_fields) if model else set(TransferMethod.model_fields) | set(PruneMethod.model_fields)
             assert leaf in fields, f"--{flag} maps to {key}, which is not a config key"
+
+
+def test_from_flags_matches_the_commands_meaning():
+    exp = from_flags("train", model="resnet20", epochs=2, seed=3, out=Path("runs/m.safetensors"))
+    assert (exp.model.name, exp.budget.epochs, exp.seed, exp.data.seed) == ("resnet20", 2, 3, 3)
+    assert exp.model_path == Path("runs/m.safetensors") and exp.out == "runs/m"
+    exp = from_flags("transfer", method="grasp", target=7, tau=0.5, set_=["granularity=channel"], sources="runs/zoo")
+    assert exp.method.options == {"tau": 0.5, "granularity": "channel"} and exp.method.zoo == "runs/zoo"
+    exp = from_flags("prune", checkpoint="m.safetensors", method="gcnet", hybrid_split=2, finetune_epochs=1)
+    assert exp.method.options == {"hybrid_split": 2} and exp.budget.epochs == 1
+    with pytest.raises(ConfigError, match="tau"):
+        from_flags("prune", checkpoint="m.safetensors", method="magnitude", tau=0.3)
 
 
 def test_run_cli_errors_are_one_line(tmp_path, capsys):
