@@ -3,17 +3,108 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
 from .cli import _table, app, console
+from .config import Experiment, apply_overrides, parse_experiment, parse_value, split_override
+from .errors import ConfigError
 
 _EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
+# ---- command-line flags -> config keys ----------------------------------------------------------------
+# One table for every experiment flag of `shiftkit train / prune / transfer / sources`; `shiftkit run`
+# accepts the same flags. A flag may set several keys; COMMAND_FLAGS holds where a command's flag
+# means something else (train's --out is the model file, its --seed also seeds the data).
+FLAG_KEYS: dict[str, tuple[str, ...]] = {
+    "dataset": ("data.name",), "root": ("data.root",), "domain": ("data.domain",), "target": ("data.target",),
+    "few_shot": ("data.few_shot",), "calib_domain": ("data.calib_domain",),
+    "model": ("model.name",), "width": ("model.kwargs.width",),
+    "method": ("method.name",), "sparsity": ("method.sparsity",), "steps": ("method.steps",),
+    "sources": ("method.zoo",), "zoo": ("method.zoo",), "base": ("method.base",), "order": ("method.order",),
+    "dense_epochs": ("method.dense_epochs",), "resume": ("method.resume",),
+    "base_domain": ("method.base_domain",), "base_epochs": ("method.base_epochs",),
+    "source_epochs": ("method.source_epochs",), "checkpoint": ("method.checkpoint",),
+    "tau": ("method.options.tau",), "scope": ("method.options.scope",), "hybrid_split": ("method.options.hybrid_split",),
+    "reading": ("method.options.reading",), "combine": ("method.options.combine",), "inverse": ("method.options.inverse",),
+    "granularity": ("method.options.granularity",), "calib_per_class": ("method.options.calib_per_class",),
+    "keep_first": ("method.options.keep_first",), "keep_last": ("method.options.keep_last",),
+    "max_layer_sparsity": ("method.options.max_layer_sparsity",),
+    "skip_unsupported": ("method.options.skip_unsupported",),
+    "epochs": ("budget.epochs",), "finetune_epochs": ("budget.epochs",), "lr": ("budget.lr",),
+    "batch_size": ("budget.batch_size",), "seed": ("seed",), "out": ("out",), "save": ("save",),
+    "corruptions": ("eval.corruptions",),
+}
+COMMAND_FLAGS: dict[str, dict[str, tuple[str, ...]]] = {
+    "train": {"seed": ("seed", "data.seed"), "out": ("save",)},
+    "prune": {"seed": ("seed", "data.seed"), "out": ("save",)},
+    "transfer": {"set_": ("method.options",)},   # its --set takes method options: tau=0.5
+    "sources": {"out": ("method.zoo",)},
+}
+BOOL_FLAGS = {"resume", "combine", "inverse", "keep_first", "keep_last", "skip_unsupported", "corruptions"}
+_KINDS = {"train": "train", "prune": "prune", "transfer": "transfer", "sources": "transfer"}
+
+
+def flag_keys(command: str | None = None) -> dict[str, tuple[str, ...]]:
+    """{flag (python name): config keys} for `shiftkit <command>` (None: `shiftkit run`)."""
+    return {**FLAG_KEYS, **COMMAND_FLAGS.get(command or "", {})}
+
+
+def from_flags(command: str, **params: Any) -> Experiment:
+    """The experiment a `shiftkit train / prune / transfer / sources` command line describes
+    (None values = the flag was not given)."""
+    keys = flag_keys(command)
+    raw: dict[str, Any] = {"method": {"kind": _KINDS[command]}}
+    unknown = sorted(set(params) - set(keys))
+    if unknown:
+        raise ConfigError(f"shiftkit {command}: flags {unknown} have no config key")
+    for flag, value in params.items():
+        if value is None or (flag == "set_" and not value):
+            continue
+        if flag == "set_":
+            value = dict(split_override(pair) for pair in value)
+        value = str(value) if isinstance(value, Path) else value
+        raw = apply_overrides(raw, {k: value for k in keys[flag]})
+    if raw.get("save") and "out" not in raw:  # a model file: results beside it
+        raw["out"] = str(Path(raw["save"]).with_suffix(""))
+    return parse_experiment(raw, where=f"shiftkit {command}")
+
+
+def flag_overrides(args: list[str]) -> dict[str, Any]:
+    """["--epochs", "1", "--keep-first", "--set", "k=v"] -> {dotted key: value}; unknown flags -> ConfigError."""
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            raise ConfigError(f"unexpected argument {arg!r}; flags look like --epochs 1 or --set budget.epochs=1")
+        name, eq, value = arg[2:].partition("=")
+        neg = name.startswith("no-") and name[3:].replace("-", "_") in BOOL_FLAGS
+        flag = (name[3:] if neg else name).replace("-", "_")
+        if flag == "set":
+            value, i = (value, i) if eq else (args[i + 1] if i + 1 < len(args) else "", i + 1)
+            out.update([split_override(value)])
+        elif flag not in FLAG_KEYS:
+            valid = ", ".join("--" + f.replace("_", "-") for f in sorted(FLAG_KEYS))
+            raise ConfigError(f"unknown flag --{name}; valid: --set, {valid}")
+        else:
+            if flag in BOOL_FLAGS and not eq:
+                parsed = not neg
+            else:
+                if not eq:
+                    if i + 1 >= len(args):
+                        raise ConfigError(f"flag --{name} needs a value")
+                    value, i = args[i + 1], i + 1
+                parsed = parse_value(value)
+            out.update({key: parsed for key in FLAG_KEYS[flag]})
+        i += 1
+    return out
+
+
 def _experiment(config: Path, sets: list[str], extra: list[str]):
-    from .config import flag_overrides, load_experiment
+    from .config import load_experiment
 
     overrides = flag_overrides([a for s in sets for a in ("--set", s)] + list(extra))
     return load_experiment(config, overrides=overrides)
@@ -66,7 +157,6 @@ def sweep(ctx: typer.Context, config: Path = typer.Argument(..., help="experimen
 
     Example: shiftkit sweep examples/train.yaml --grid seed=0,1 --epochs 1 --out runs/sweep
     """
-    from .config import parse_value
     from .sweep import expand_grid, run_grid
 
     exp = _experiment(config, set_, ctx.args)
@@ -74,8 +164,6 @@ def sweep(ctx: typer.Context, config: Path = typer.Argument(..., help="experimen
     for g in grid:
         key, sep, values = g.partition("=")
         if not sep:
-            from .errors import ConfigError
-
             raise ConfigError(f"--grid expects key=v1,v2, got {g!r}")
         extra[key.strip()] = [parse_value(v) for v in values.split(",")]
     exps = expand_grid(exp, extra)

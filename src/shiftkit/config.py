@@ -4,8 +4,8 @@
     result = shiftkit.sweep.run_experiment(exp)
 
 Unknown keys and wrong types raise ConfigError naming the file, the dotted key and its line.
-Every flag of `shiftkit train / prune / transfer / sources` maps to a key (`flag_keys`), so a
-command line and a config file describe the same experiment (`from_flags`).
+Every flag of `shiftkit train / prune / transfer / sources` maps to a key (`shiftkit._cli_ux.flag_keys`),
+so a command line and a config file describe the same experiment.
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from .errors import ConfigError
 
 __all__ = ["Experiment", "DataConfig", "ModelConfig", "BudgetConfig", "EvalConfig", "TrainMethod", "TransferMethod",
-           "PruneMethod", "load_experiment", "parse_experiment", "apply_overrides", "parse_value", "FLAG_KEYS",
-           "flag_overrides", "flag_keys", "from_flags", "COMMAND_FLAGS", "method_options"]
+           "PruneMethod", "load_experiment", "parse_experiment", "apply_overrides", "parse_value", "split_override",
+           "method_options"]
 
 
 class _Strict(BaseModel):
@@ -216,7 +216,7 @@ def apply_overrides(raw: dict, overrides: list[str] | dict[str, Any]) -> dict:
     import copy
 
     raw = copy.deepcopy(raw)
-    items = overrides.items() if isinstance(overrides, dict) else [_split(o) for o in overrides]
+    items = overrides.items() if isinstance(overrides, dict) else [split_override(o) for o in overrides]
     for key, value in items:
         node = raw
         parts = key.split(".")
@@ -241,7 +241,7 @@ def _merge(base: dict, update: dict) -> dict:
     return out
 
 
-def _split(pair: str) -> tuple[str, Any]:
+def split_override(pair: str) -> tuple[str, Any]:
     key, sep, value = pair.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set expects key=value (e.g. budget.epochs=1), got {pair!r}")
@@ -281,92 +281,3 @@ def load_experiment(path: str | os.PathLike, *, overrides: list[str] | dict[str,
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     raw = apply_overrides(raw or {}, overrides) if overrides else raw
     return parse_experiment(raw, where=str(path), text=text)
-
-
-# ---- command-line flags -> config keys ----------------------------------------------------------------
-# One table for every experiment flag of `shiftkit train / prune / transfer / sources`; `shiftkit run`
-# accepts the same flags. A flag may set several keys; COMMAND_FLAGS holds where a command's flag
-# means something else (train's --out is the model file, its --seed also seeds the data).
-FLAG_KEYS: dict[str, tuple[str, ...]] = {
-    "dataset": ("data.name",), "root": ("data.root",), "domain": ("data.domain",), "target": ("data.target",),
-    "few_shot": ("data.few_shot",), "calib_domain": ("data.calib_domain",),
-    "model": ("model.name",), "width": ("model.kwargs.width",),
-    "method": ("method.name",), "sparsity": ("method.sparsity",), "steps": ("method.steps",),
-    "sources": ("method.zoo",), "zoo": ("method.zoo",), "base": ("method.base",), "order": ("method.order",),
-    "dense_epochs": ("method.dense_epochs",), "resume": ("method.resume",),
-    "base_domain": ("method.base_domain",), "base_epochs": ("method.base_epochs",),
-    "source_epochs": ("method.source_epochs",), "checkpoint": ("method.checkpoint",),
-    "tau": ("method.options.tau",), "scope": ("method.options.scope",), "hybrid_split": ("method.options.hybrid_split",),
-    "reading": ("method.options.reading",), "combine": ("method.options.combine",), "inverse": ("method.options.inverse",),
-    "granularity": ("method.options.granularity",), "calib_per_class": ("method.options.calib_per_class",),
-    "keep_first": ("method.options.keep_first",), "keep_last": ("method.options.keep_last",),
-    "max_layer_sparsity": ("method.options.max_layer_sparsity",),
-    "skip_unsupported": ("method.options.skip_unsupported",),
-    "epochs": ("budget.epochs",), "finetune_epochs": ("budget.epochs",), "lr": ("budget.lr",),
-    "batch_size": ("budget.batch_size",), "seed": ("seed",), "out": ("out",), "save": ("save",),
-    "corruptions": ("eval.corruptions",),
-}
-COMMAND_FLAGS: dict[str, dict[str, tuple[str, ...]]] = {
-    "train": {"seed": ("seed", "data.seed"), "out": ("save",)},
-    "prune": {"seed": ("seed", "data.seed"), "out": ("save",)},
-    "transfer": {"set_": ("method.options",)},   # its --set takes method options: tau=0.5
-    "sources": {"out": ("method.zoo",)},
-}
-BOOL_FLAGS = {"resume", "combine", "inverse", "keep_first", "keep_last", "skip_unsupported", "corruptions"}
-_KINDS = {"train": "train", "prune": "prune", "transfer": "transfer", "sources": "transfer"}
-
-
-def flag_keys(command: str | None = None) -> dict[str, tuple[str, ...]]:
-    """{flag (python name): config keys} for `shiftkit <command>` (None: `shiftkit run`)."""
-    return {**FLAG_KEYS, **COMMAND_FLAGS.get(command or "", {})}
-
-
-def from_flags(command: str, **params: Any) -> Experiment:
-    """The experiment a `shiftkit train / prune / transfer / sources` command line describes
-    (None values = the flag was not given)."""
-    keys = flag_keys(command)
-    raw: dict[str, Any] = {"method": {"kind": _KINDS[command]}}
-    unknown = sorted(set(params) - set(keys))
-    if unknown:
-        raise ConfigError(f"shiftkit {command}: flags {unknown} have no config key")
-    for flag, value in params.items():
-        if value is None or (flag == "set_" and not value):
-            continue
-        if flag == "set_":
-            value = dict(_split(pair) for pair in value)
-        value = str(value) if isinstance(value, Path) else value
-        raw = apply_overrides(raw, {k: value for k in keys[flag]})
-    if raw.get("save") and "out" not in raw:  # a model file: results beside it
-        raw["out"] = str(Path(raw["save"]).with_suffix(""))
-    return parse_experiment(raw, where=f"shiftkit {command}")
-
-
-def flag_overrides(args: list[str]) -> dict[str, Any]:
-    """["--epochs", "1", "--keep-first", "--set", "k=v"] -> {dotted key: value}; unknown flags -> ConfigError."""
-    out: dict[str, Any] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("--"):
-            raise ConfigError(f"unexpected argument {arg!r}; flags look like --epochs 1 or --set budget.epochs=1")
-        name, eq, value = arg[2:].partition("=")
-        neg = name.startswith("no-") and name[3:].replace("-", "_") in BOOL_FLAGS
-        flag = (name[3:] if neg else name).replace("-", "_")
-        if flag == "set":
-            value, i = (value, i) if eq else (args[i + 1] if i + 1 < len(args) else "", i + 1)
-            out.update([_split(value)])
-        elif flag not in FLAG_KEYS:
-            valid = ", ".join("--" + f.replace("_", "-") for f in sorted(FLAG_KEYS))
-            raise ConfigError(f"unknown flag --{name}; valid: --set, {valid}")
-        else:
-            if flag in BOOL_FLAGS and not eq:
-                parsed = not neg
-            else:
-                if not eq:
-                    if i + 1 >= len(args):
-                        raise ConfigError(f"flag --{name} needs a value")
-                    value, i = args[i + 1], i + 1
-                parsed = parse_value(value)
-            out.update({key: parsed for key in FLAG_KEYS[flag]})
-        i += 1
-    return out

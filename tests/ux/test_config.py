@@ -7,9 +7,9 @@ import pytest
 import typer
 
 from shiftkit.cli import app, main
+from shiftkit._cli_ux import flag_keys, flag_overrides, from_flags
 from shiftkit.config import (BudgetConfig, DataConfig, EvalConfig, Experiment, ModelConfig, PruneMethod,
-                             TransferMethod, apply_overrides, flag_keys, flag_overrides, from_flags, load_experiment,
-                             method_options)
+                             TransferMethod, apply_overrides, load_experiment, method_options)
 from shiftkit.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
