@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -210,9 +211,10 @@ def run(cfg: BenchConfig, jsonl: Path, *, workers: int = 1, threads: int = 1, pr
     todo = [t for t in cfg.tasks() if (t[0], t[1], round(t[2], 4)) not in done]
     progress(f"{len(done)} runs cached, {len(todo)} to go ({workers} workers x {threads} threads)")
     jobs = [("dense", cfg, s) for s in cfg.seeds if not _dense_path(cfg, s).exists()] + [("run", cfg, *t) for t in todo]
-    with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(threads,)) as pool:
+    pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(threads,)) if workers > 1 else None
+    with pool or nullcontext():
         n = 0  # dense nets are queued first; a run that finds its dense net missing waits on its lock
-        for rec in pool.imap_unordered(_job, jobs):
+        for rec in (pool.imap_unordered(_job, jobs) if pool else map(_job, jobs)):
             if rec is None:
                 continue
             with open(jsonl, "a") as f:
