@@ -1,4 +1,4 @@
-"""`shiftkit` commands for transfer (registered on the main typer app): sources, transfer, transfer-methods."""
+"""`shiftkit` commands for transfer: sources, transfer, transfer-methods, bench transfer / transfer-memory."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from .cli import _table, app, console
+from .cli import _table, app, bench_app, console
 from .errors import ConfigError
 
 
@@ -97,3 +97,82 @@ def transfer(method: str = typer.Option("grasp", help="see `shiftkit transfer-me
              "fraction": r.get("fraction_transferred", ""), "val_after": (r.get("val_after") or {}).get("accuracy", "")}
             for r in merger.records], title=f"{method} -> {domain.name}")
     console.print(f"test accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}  AUROC {test['auroc']:.4f}; wrote {out}")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+def _write_section(results: Path) -> None:
+    """Regenerate the transfer section of benchmarks/RESULTS.md from whatever result files exist."""
+    from .bench import _results
+    from .bench.transfer_report import accuracy_section, memory_section
+
+    plots = _results.RESULTS_MD.parent / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    parts = ["## Multi-source transfer (GRASP and baselines)"]
+    mem, ovh = (results / f"transfer_{n}.json" for n in ("memory", "overhead"))
+    accuracy = [json.loads(p.read_text()) for p in sorted(results.glob("transfer_accuracy_*.json"))]
+    if accuracy:
+        parts.append(accuracy_section(accuracy, plots))
+    if mem.is_file():
+        parts.append(memory_section(json.loads(mem.read_text()), json.loads(ovh.read_text()) if ovh.is_file() else None, plots))
+    _results.update_section("transfer", "\n\n".join(parts))
+
+
+@bench_app.command("transfer")
+def bench_transfer(dataset: str = typer.Option("driftfmnist", help="driftfmnist | driftfmnist_complementary"),
+                   targets: str = typer.Option("7,3,5,1", help="target bins, most important first"),
+                   shots: int = typer.Option(100), seeds: str = typer.Option("0,1,2"),
+                   methods: str = typer.Option("", help="comma list; default all"),
+                   results: Path = typer.Option(Path("benchmarks/results")),
+                   report_only: bool = typer.Option(False, help="only regenerate RESULTS.md from the JSON")):
+    """Transfer accuracy of every method on one dataset and shot count (paired, few-shot, leave-one-out).
+
+    Each (dataset, shots) writes benchmarks/results/transfer_accuracy_<dataset>_<shots>.json; the RESULTS.md
+    section is rebuilt from all of them.
+
+    Example: shiftkit bench transfer --dataset driftfmnist --targets 7,3,5,1 --shots 100 --seeds 0,1,2
+    """
+    import warnings
+
+    from .bench import _results
+    from .bench.transfer import AccuracyConfig, run_accuracy
+
+    warnings.filterwarnings("ignore", module="torchmetrics")
+    if not report_only:
+        cfg = AccuracyConfig(grid={dataset: {shots: _ints(targets)}}, seeds=_ints(seeds),
+                             methods=tuple(m for m in methods.split(",") if m))
+        run_accuracy(cfg, results / f"transfer_accuracy_{dataset}_{shots}.json", command=_results.command_line(),
+                     log=console.print)
+    _write_section(results)
+
+
+@bench_app.command("transfer-memory")
+def bench_transfer_memory(archs: str = typer.Option("resnet20,resnet50"), ks: str = typer.Option("2,4,8,16,32,64"),
+                          fusion_max_k: str = typer.Option("resnet20=64,resnet50=16", help="fusion holds all K: cap per arch"),
+                          folder: Path = typer.Option(Path("runs/bench_memory"), help="synthetic sources (deleted after)"),
+                          results: Path = typer.Option(Path("benchmarks/results")), keep: bool = typer.Option(False)):
+    """Peak RSS / anonymous memory vs K (fresh process per point) and GRASP's absorb overhead.
+
+    Example: shiftkit bench transfer-memory --archs resnet20,resnet50 --ks 2,4,8,16,32,64
+    """
+    import shutil
+
+    from .bench import _results
+    from .bench.transfer_memory import run_memory, run_overhead
+
+    caps = {a: int(k) for a, _, k in (p.partition("=") for p in fusion_max_k.split(",") if p)}
+    rows, overhead = [], []
+    for arch in archs.split(","):
+        ks_arch = _ints(ks)
+        methods = {"grasp": max(ks_arch), "grasp_taylor": max(ks_arch), "fusion": caps.get(arch, max(ks_arch))}
+        rows += run_memory({arch: ks_arch}, methods, folder / arch, log=console.print)
+        overhead.append(run_overhead(arch, folder / arch))
+        console.print(f"{arch} absorb overhead ratio {overhead[-1]['ratio']:.2f} (taylor {overhead[-1]['ratio_taylor']:.2f})")
+        if not keep:
+            shutil.rmtree(folder / arch, ignore_errors=True)
+    cmd = _results.command_line()
+    _results.write_result(results / "transfer_memory.json", {"command": cmd, "rows": rows})
+    _results.write_result(results / "transfer_overhead.json", {"command": cmd, "rows": overhead})
+    _write_section(results)

@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from .._registry import Registry
 from ..checkpoints import (LazyCheckpoint, _check_tensor, atomic_write_json, check_arch, load_checkpoint,
@@ -253,6 +254,6 @@ def run_sources(merger: BaseMerger, sources: list[str | Path], *, resume: bool =
     todo = [str(s) for s in sources]
     if done != todo[:len(done)]:
         raise ConfigError(f"resume: run_dir holds sources {done}, which are not a prefix of {todo}")
-    for s in todo[len(done):]:
+    for s in tqdm(todo[len(done):], desc=f"absorb ({type(merger).__name__})", leave=False, disable=None):  # quiet off a tty
         merger.absorb(s)
     return merger.finish()

@@ -20,14 +20,14 @@ class BestSingleSource(BaseMerger):
     def __init__(self, model: nn.Module, target, **kw) -> None:
         super().__init__(model, target, **kw)
         self._scratch = copy.deepcopy(model)
-        self.best_accuracy = float("-inf")
+        self.best = (float("-inf"), float("-inf"))  # (val accuracy, -val loss): ties never depend on the order
 
     def _absorb(self, path: Path, stage: int) -> dict:
         self.load_source(path, self._scratch)
-        acc = self.val_metrics(self._scratch)["accuracy"]
-        chosen = acc > self.best_accuracy
+        m = self.val_metrics(self._scratch)
+        chosen = (m["accuracy"], -m["loss"]) > self.best
         if chosen:
-            self.best_accuracy = acc
+            self.best = (m["accuracy"], -m["loss"])
             self.model.load_state_dict(self._scratch.state_dict())
-        return {"val_accuracy": acc, "chosen": chosen}
+        return {"val_accuracy": m["accuracy"], "val_loss": m["loss"], "chosen": chosen}
 

@@ -26,12 +26,14 @@ class VoteEnsemble(nn.Module):
         self.vote = vote
 
     def forward(self, x: Tensor) -> Tensor:
-        logits = torch.stack([m(x) for m in self.members])  # (K, N, C)
-        if self.vote == "soft":
-            probs = logits.softmax(-1).mean(0)  # (N, C)
-        else:  # hard: share of members voting for each class; ties broken by the soft vote
-            votes = nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).float().mean(0)
-            probs = votes + 1e-3 * logits.softmax(-1).mean(0)
+        return self.combine(torch.stack([m(x) for m in self.members]), self.vote)  # (K, N, C) -> (N, C)
+
+    @staticmethod
+    def combine(logits: Tensor, vote: str) -> Tensor:
+        """Members' logits (K, N, C) -> log-probabilities of the vote (N, C)."""
+        probs = logits.softmax(-1).mean(0)  # (N, C)
+        if vote == "hard":  # share of members voting for each class; ties broken by the soft vote
+            probs = nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).float().mean(0) + 1e-3 * probs
         return probs.clamp_min(1e-12).log()
 
 

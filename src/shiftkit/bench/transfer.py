@@ -1,0 +1,161 @@
+"""Transfer accuracy benchmark: every method, paired across methods by (target, shots, order, seed).
+
+Protocol (DESIGN.md, "benchmark-protocol lessons"): a shared base pretrained on bin 0 and one source
+per other bin (the zoo); leave-one-out targets with few labels (train n, val ≈ n/5, the rest of the
+bin — thousands of images — is the test pool); source orders temporal / reverse / random (the random
+permutation depends only on the seed, so it is the same for every method); best-validation epoch
+within each stage, and a last-epoch run for the sequential methods; one target fine-tuning budget.
+Order-invariant methods (their result cannot depend on the order) run once per seed and are paired
+with every order.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .. import models, transfer
+from ..checkpoints import atomic_write_json, read_metadata
+from ..data import few_shot, load_domains
+from ..metrics import classification_metrics
+from ..train import evaluate, predict_logits
+from ..transfer.ensemble import VoteEnsemble
+
+__all__ = ["AccuracyConfig", "run_accuracy", "ORDER_INVARIANT", "SEQUENTIAL"]
+
+# merges whose result does not depend on the source order (sums, means, votes, a max, learned weights)
+ORDER_INVARIANT = ("target_only", "best_single_source", "ensemble", "ensemble_hard", "fusion", "task_arithmetic",
+                   "ties", "pearl")
+SEQUENTIAL = ("grasp", "grasp_taylor", "grasp_channel", "grasp_multibatch", "grasp_valgate", "sequential_all",
+              "sequential_none")
+
+
+def _default_grid() -> dict:
+    # {dataset: {shots: targets}}; bin 7 is the most drifted DriftFMNIST bin, bin 5 the combined complementary one
+    return {"driftfmnist": {100: (7, 5, 3, 1), 500: (7,)}, "driftfmnist_complementary": {100: (5, 3), 500: (5,)}}
+
+
+@dataclass(frozen=True)
+class AccuracyConfig:
+    grid: dict = field(default_factory=_default_grid)
+    orders: tuple[str, ...] = ("temporal", "reverse", "random")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    methods: tuple[str, ...] = ()                   # () = every registered method
+    all_order_methods: tuple[str, ...] = ("grasp", "sequential_all", "sequential_none", "opcm")  # others: temporal only
+    last_epoch_methods: tuple[str, ...] = ("grasp", "sequential_all", "sequential_none")
+    model: str = "small_cnn"
+    test_images: int = 3000                         # test pool per target (DESIGN: >= 3,000 so a point is not noise)
+    curve_test_images: int = 500                    # subsample for the accuracy-after-each-source curves (first seed)
+    zoo_root: str = "runs/bench_zoo"
+
+
+def _order(paths: list[Path], order: str, seed: int) -> list[Path]:
+    if order == "temporal":
+        return list(paths)
+    if order == "reverse":
+        return list(reversed(paths))
+    perm = torch.randperm(len(paths), generator=torch.Generator().manual_seed(1000 + seed))
+    return [paths[i] for i in perm.tolist()]
+
+
+def _metrics(m: dict) -> dict:
+    return {k: m[k] for k in ("accuracy", "macro_f1", "auroc")}
+
+
+def _ensemble_test(merger, test, cache: dict) -> dict:
+    """Ensemble test metrics from each member's test logits, computed once per source and test pool."""
+    logits = []
+    for r, member in zip([r for r in merger.records if not r.get("skipped")], merger.model.members):
+        key = (r["source"], id(test))
+        if key not in cache:
+            cache[key] = predict_logits(member, test)
+        logits.append(cache[key])
+    return classification_metrics(VoteEnsemble.combine(torch.stack(logits), merger.cfg.vote), test.labels)
+
+
+def run_one(method: str, target, sources: list[Path], base: Path, *, seed: int, select: str, curve_ds,
+            cache: dict | None = None) -> dict:
+    """One transfer run; returns test metrics, wall time (merge + training, not the test pass), target
+    epochs and the per-source curve."""
+    meta = read_metadata(base)
+    torch.manual_seed(seed)  # target_only's random init
+    net = models.create(meta["arch"], **json.loads(meta["config"]))
+    fields = {f.name for f in dataclasses.fields(transfer.config_class(method))}
+    cfg = {"seed": seed, "select": select, **({"base": str(base)} if "base" in fields else {})}
+    t0 = time.perf_counter()
+    merger = transfer.create(method, net, target, **cfg)
+    curve = []
+    for s in sources:
+        merger.absorb(s)
+        if method in SEQUENTIAL and curve_ds is not None:
+            curve.append(evaluate(merger.model, curve_ds)["accuracy"])
+    model = merger.finish()
+    wall = time.perf_counter() - t0
+    epochs = (merger.finish_log or {}).get("epochs", sum(r.get("epochs", 0) for r in merger.records))
+    test = _ensemble_test(merger, target.test, cache) if cache is not None and isinstance(model, VoteEnsemble) \
+        else evaluate(model, target.test)
+    return {**_metrics(test), "wall_s": wall, "target_epochs": epochs, "curve": curve,
+            "fraction_transferred": [r.get("fraction_transferred") for r in merger.records],
+            "gated": [r.get("gated") for r in merger.records if "gated" in r]}
+
+
+def _zoo(dataset: str, domains, cfg: AccuracyConfig) -> Path:
+    out = Path(cfg.zoo_root) / f"{dataset}_{cfg.model}"
+    transfer.build_zoo(domains, out, cfg=transfer.ZooConfig(model=cfg.model), dataset=dataset)
+    return out
+
+
+def _units(cfg: AccuracyConfig):
+    """(dataset, shots, target) in grid order."""
+    for dataset, by_shots in cfg.grid.items():
+        for shots, targets in by_shots.items():
+            for target in targets:
+                yield dataset, int(shots), target
+
+
+def run_accuracy(cfg: AccuracyConfig, out: Path, *, command: str, log=print) -> dict:
+    """Run the grid, writing `out` (JSON) after every (target, shots, seed); finished units are not re-run."""
+    torch.set_num_threads(1)
+    rows = json.loads(out.read_text())["rows"] if out.is_file() else []
+    fields = ("dataset", "target", "shots", "seed", "order", "method", "select")
+    done = {tuple(r[f] for f in fields): r for r in rows}
+    methods = cfg.methods or tuple(transfer.names())
+    t_start, domains = time.perf_counter(), {}
+    for dataset, shots, target_idx in _units(cfg):
+        if dataset not in domains:
+            domains = {dataset: load_domains(dataset)}
+            base, _ = transfer.zoo_sources(_zoo(dataset, domains[dataset], cfg))
+        # the prototype's setting: base on bin 0, sources = the other bins except the target (K = bins - 2)
+        _, paths = transfer.zoo_sources(base.parent, exclude=(target_idx, 0))
+        for seed in cfg.seeds:
+            target = few_shot(domains[dataset][target_idx], shots, seed=seed)
+            target.test = target.test.subset(torch.arange(min(cfg.test_images, len(target.test))))
+            curve_ds = target.test.subset(torch.arange(min(cfg.curve_test_images, len(target.test))))
+            cache: dict = {}
+            for order in cfg.orders:
+                srcs = _order(paths, order, seed)
+                for method in methods:
+                    for select in ("best_val", "last") if method in cfg.last_epoch_methods else ("best_val",):
+                        key = (dataset, target_idx, shots, seed, order, method, select)
+                        if key in done or (order != cfg.orders[0] and method not in cfg.all_order_methods + ORDER_INVARIANT):
+                            continue
+                        if method in ORDER_INVARIANT and order != cfg.orders[0]:
+                            twin = done[(*key[:4], cfg.orders[0], *key[5:])]
+                            row = {**twin, "order": order, "reused_from_order": cfg.orders[0]}
+                        else:
+                            res = run_one(method, target, srcs, base, seed=seed, select=select,
+                                          curve_ds=curve_ds if (order, seed, select) == (cfg.orders[0], cfg.seeds[0], "best_val") else None,
+                                          cache=cache)
+                            row = {**dict(zip(fields, key)), **res, "n_sources": len(srcs), "n_test": len(target.test),
+                                   "n_train": len(target.train), "n_val": len(target.val)}
+                        rows.append(row)
+                        done[key] = row
+            log(f"{dataset} target={target_idx} shots={shots} seed={seed}: {len(rows)} rows, "
+                f"{time.perf_counter() - t_start:.0f}s")
+            atomic_write_json(out, {"command": command, "config": dataclasses.asdict(cfg), "rows": rows,
+                                    "threads": torch.get_num_threads()})
+    return {"command": command, "config": dataclasses.asdict(cfg), "rows": rows}

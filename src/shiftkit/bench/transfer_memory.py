@@ -1,0 +1,125 @@
+"""Memory vs K (fresh process per point) and GRASP's absorb overhead.
+
+Memory: K synthetic sources (the base plus small random task vectors, saved as safetensors) are
+absorbed by GRASP, GRASP-taylor and fusion in a fresh Python process per (arch, method, K); the
+child reports peak RSS (VmHWM) and anonymous memory (RssAnon) from /proc/self/status after the
+last absorb, and its baseline after building the model (file pages of mapped checkpoints count in
+RSS but are reclaimable, hence RssAnon beside it). Fine-tuning is off: memory of the merge itself.
+
+Overhead: one GRASP absorb without fine-tuning ÷ (reading that checkpoint + two gradient passes).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .. import models, transfer
+from ..checkpoints import LazyCheckpoint, save_checkpoint
+from ..data import ArrayDataset, Domain
+from ..transfer._grad import alignment_batches, target_gradients
+
+__all__ = ["make_sources", "measure_point", "run_memory", "run_overhead"]
+
+NO_TRAIN = {"initial_epochs": 0, "finetune_epochs": 0}
+
+
+def _status() -> dict[str, int]:
+    """VmHWM (peak RSS), VmRSS, RssAnon, RssFile in MiB, from /proc/self/status."""
+    out = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
+            out[key] = int(value.split()[0]) / 1024
+    return out
+
+
+def _target(arch: str, n: int = 64, seed: int = 0) -> Domain:
+    g = torch.Generator().manual_seed(seed)
+    shape = (3, 32, 32)
+    x, y = torch.rand((n, *shape), generator=g), torch.randint(0, 10, (n,), generator=g)
+    ds = ArrayDataset(x, y, [str(i) for i in range(10)])
+    return Domain("synthetic", ds, ds.subset(torch.arange(16)), ds.subset(torch.arange(16)))
+
+
+def make_sources(arch: str, k: int, folder: Path) -> list[Path]:
+    """k sources = one base + independent small perturbations (files already present are kept)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    base = models.create(arch, num_classes=10, in_chans=3)
+    state = base.state_dict()
+    paths = []
+    for i in range(k):
+        path = folder / f"{arch}_src{i:03d}.safetensors"
+        if not path.is_file():
+            g = torch.Generator().manual_seed(i)
+            src = {n: (t + 0.01 * t.std().nan_to_num(0) * torch.randn(t.shape, generator=g) if t.is_floating_point() else t)
+                   for n, t in state.items()}
+            save_checkpoint(path, src, metadata={"arch": arch, "num_classes": "10", "config": json.dumps(base.shiftkit_config)})
+        paths.append(path)
+    return paths
+
+
+def measure_point(arch: str, method: str, k: int, folder: str) -> dict:
+    """Runs in the child process: absorb k sources, report memory."""
+    torch.set_num_threads(1)
+    paths = make_sources(arch, k, Path(folder))
+    torch.manual_seed(0)
+    net = models.create(arch, num_classes=10, in_chans=3)
+    start = _status()
+    merger = transfer.create(method, net, _target(arch), batch_size=32, **NO_TRAIN)
+    t0 = time.perf_counter()
+    for p in paths:
+        merger.absorb(p)
+    end = _status()
+    return {"arch": arch, "method": method, "k": k, "start": start, "end": end, "seconds": time.perf_counter() - t0,
+            "params": sum(p.numel() for p in net.parameters())}
+
+
+def run_memory(archs: dict[str, tuple[int, ...]], methods: dict[str, int], folder: Path, *, log=print) -> list[dict]:
+    """archs: {arch: Ks}; methods: {method: largest K to run it at}. One fresh process per point."""
+    rows = []
+    for arch, ks in archs.items():
+        make_sources(arch, max(ks), folder)  # written once, outside the measured processes
+        for method, k_max in methods.items():
+            for k in (k for k in ks if k <= k_max):
+                code = ("import json,sys; from shiftkit.bench.transfer_memory import measure_point; "
+                        f"print(json.dumps(measure_point({arch!r}, {method!r}, {k}, {str(folder)!r})))")
+                res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+                rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
+                e = rows[-1]["end"]
+                log(f"{arch} {method} K={k}: peak RSS {e['VmHWM']:.0f} MiB, RssAnon {e['RssAnon']:.0f} MiB")
+    return rows
+
+
+def run_overhead(arch: str, folder: Path, *, repeats: int = 5) -> dict:
+    """Median seconds of one GRASP absorb (no fine-tuning) vs reading the checkpoint + two gradient passes."""
+    torch.set_num_threads(1)
+    paths = make_sources(arch, 2, folder)
+    target = _target(arch)
+    net = models.create(arch, num_classes=10, in_chans=3)
+    t = {"absorb": [], "read": [], "grad": [], "absorb_taylor": []}
+    for r in range(repeats):
+        for method, key in (("grasp", "absorb"), ("grasp_taylor", "absorb_taylor")):
+            merger = transfer.create(method, net, target, batch_size=32, **NO_TRAIN)
+            merger.absorb(paths[0])
+            t0 = time.perf_counter()
+            merger.absorb(paths[1])
+            t[key].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        with LazyCheckpoint(paths[1]) as ckpt:
+            _ = {k: ckpt.get(k) for k in ckpt.keys()}
+        t["read"].append(time.perf_counter() - t0)
+        batches = alignment_batches(target.train, 1, 32, seed=r)
+        t0 = time.perf_counter()
+        target_gradients(net, batches)
+        target_gradients(net, batches)
+        t["grad"].append(time.perf_counter() - t0)
+    med = {k: sorted(v)[len(v) // 2] for k, v in t.items()}
+    ref = med["read"] + med["grad"]
+    return {"arch": arch, "median_s": med, "ratio": med["absorb"] / ref, "ratio_taylor": med["absorb_taylor"] / ref,
+            "repeats": repeats, "threads": torch.get_num_threads()}

@@ -1,0 +1,167 @@
+"""Tables, paired statistics and plots for the transfer benchmarks -> benchmarks/RESULTS.md section."""
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from scipy import stats
+
+from ..plots import line_plot
+
+__all__ = ["paired_interval", "accuracy_section", "memory_section"]
+
+REF = "grasp"
+
+
+def paired_interval(diffs: list[float]) -> tuple[float, float, float]:
+    """Mean of paired differences and its 95% t-interval."""
+    n = len(diffs)
+    mean = statistics.fmean(diffs)
+    if n < 2:
+        return mean, float("nan"), float("nan")
+    half = stats.t.ppf(0.975, n - 1) * statistics.stdev(diffs) / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def _pm(values: list[float], scale: float = 100) -> str:
+    if len(values) < 2:
+        return f"{scale * values[0]:.1f}" if values else "–"
+    return f"{scale * statistics.fmean(values):.1f} ± {scale * statistics.stdev(values):.1f}"
+
+
+def _per_seed(rows: list[dict], key: str) -> list[float]:
+    """Mean over targets and orders for each seed (the ± is the spread over seeds)."""
+    by_seed = defaultdict(list)
+    for r in rows:
+        by_seed[r["seed"]].append(r[key])
+    return [statistics.fmean(v) for _, v in sorted(by_seed.items())]
+
+
+def _unit(r: dict) -> tuple:
+    return (r["target"], r["order"], r["seed"])
+
+
+def _main_table(rows: list[dict], methods: list[str]) -> list[str]:
+    ref = {_unit(r): r["accuracy"] for r in rows if r["method"] == REF}
+    lines = ["| method | accuracy % | macro-F1 % | AUROC % | Δacc vs grasp (pts) [95% CI] | wins/units | wall s | target epochs |",
+             "|---|---|---|---|---|---|---|---|"]
+    order = sorted(methods, key=lambda m: -statistics.fmean(r["accuracy"] for r in rows if r["method"] == m))
+    for m in order:
+        mr = [r for r in rows if r["method"] == m]
+        diffs = [r["accuracy"] - ref[_unit(r)] for r in mr if _unit(r) in ref]
+        if m == REF or not diffs:
+            delta, wins = "reference", ""
+        else:
+            d, lo, hi = paired_interval(diffs)
+            delta = f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+            wins = f"{sum(x > 0 for x in diffs)}/{len(diffs)}"
+        wall = statistics.fmean(r["wall_s"] for r in mr if "reused_from_order" not in r)
+        epochs = statistics.fmean(r["target_epochs"] for r in mr)
+        tag = "" if len({r["order"] for r in mr}) > 1 else " †"
+        lines.append(f"| {m}{tag} | {_pm(_per_seed(mr, 'accuracy'))} | {_pm(_per_seed(mr, 'macro_f1'))} | "
+                     f"{_pm(_per_seed(mr, 'auroc'))} | {delta} | {wins} | {wall:.1f} | {epochs:.0f} |")
+    return lines
+
+
+def _breakdown(rows: list[dict], methods: list[str], field: str, values: list) -> list[str]:
+    lines = [f"| method | {' | '.join(f'{field}={v}' for v in values)} |", "|---|" + "---|" * len(values)]
+    for m in methods:
+        cells = []
+        for v in values:
+            acc = [r["accuracy"] for r in rows if r["method"] == m and r[field] == v]
+            cells.append(f"{100 * statistics.fmean(acc):.1f}" if acc else "–")
+        lines.append(f"| {m} | {' | '.join(cells)} |")
+    return lines
+
+
+def _select_table(rows: list[dict]) -> list[str]:
+    lines = ["| method | best-within-stage % | last-epoch % | Δ last − best (pts) [95% CI] |", "|---|---|---|---|"]
+    last = {(_unit(r), r["method"]): r["accuracy"] for r in rows if r["select"] == "last"}
+    for m in sorted({r["method"] for r in rows if r["select"] == "last"}):
+        best = [r for r in rows if r["method"] == m and r["select"] == "best_val" and (_unit(r), m) in last]
+        diffs = [last[(_unit(r), m)] - r["accuracy"] for r in best]
+        d, lo, hi = paired_interval(diffs)
+        lines.append(f"| {m} | {100 * statistics.fmean(r['accuracy'] for r in best):.1f} | "
+                     f"{100 * statistics.fmean(last[(_unit(r), m)] for r in best):.1f} | {100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] |")
+    return lines
+
+
+def _curves(rows: list[dict], plot: Path, title: str) -> None:
+    series = {}
+    for m in sorted({r["method"] for r in rows if r["curve"]}):
+        curves = [r["curve"] for r in rows if r["method"] == m and r["curve"]]
+        n = min(len(c) for c in curves)
+        mean = [statistics.fmean(c[i] for c in curves) for i in range(n)]
+        std = [statistics.pstdev([c[i] for c in curves]) for i in range(n)]
+        series[m] = (list(range(1, n + 1)), mean, std if m == REF else None)
+    if series:
+        line_plot(series, plot, title=title, xlabel="sources absorbed", ylabel="target accuracy (2,000 test images)")
+
+
+def accuracy_section(results: list[dict], plot_dir: Path) -> str:
+    rows = [r for res in results for r in res["rows"]]
+    out = ["### Accuracy (few-shot leave-one-out targets)", "", "Commands:", "",
+           *[f"    {res['command']}" for res in results], "",
+           "Zoo: base small_cnn trained 5 epochs on bin 0, one source per other bin fine-tuned 3 epochs from it "
+           "(one zoo, seed 0); sources = every bin except bin 0 and the target, in temporal order. "
+           "Variants marked † ran in temporal order only (paired on those units).", "",
+           "Mean ± std over seeds (each seed averaged over targets and source orders); Δ = paired difference to "
+           "GRASP over (target, order, seed) units with a 95% t-interval; *wins* = units where the method beats GRASP. "
+           "Order-invariant methods run once per seed and are paired with every order. Best-validation epoch within "
+           "each stage unless stated. Test pool = the rest of the target bin (see n_test in the JSON)."]
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        for shots in sorted({r["shots"] for r in rows if r["dataset"] == dataset}):
+            sub = [r for r in rows if r["dataset"] == dataset and r["shots"] == shots]
+            best = [r for r in sub if r["select"] == "best_val"]
+            methods = list(dict.fromkeys(r["method"] for r in best))
+            targets = sorted({r["target"] for r in best})
+            n_test = min(r["n_test"] for r in sub if "n_test" in r)
+            out += ["", f"#### {dataset}, {shots} target images (val {sub[0]['n_val']}, test ≥ {n_test}), targets {targets}, "
+                    f"seeds {sorted({r['seed'] for r in sub})}", ""]
+            out += _main_table(best, methods)
+            key = ["grasp", "grasp_taylor", "grasp_valgate", "sequential_all", "sequential_none", "best_single_source", "fusion"]
+            key = [m for m in key if m in methods]
+            out += ["", "Accuracy % by source order:", ""] + _breakdown(best, key, "order", ["temporal", "reverse", "random"])
+            out += ["", "Accuracy % by target bin:", ""] + _breakdown(best, key, "target", targets)
+            if any(r["select"] == "last" for r in sub):
+                out += ["", "Best-within-stage vs last-epoch selection:", ""] + _select_table(sub)
+            plot = plot_dir / f"transfer_curve_{dataset}_{shots}.png"
+            _curves([r for r in best if r["target"] == targets[-1] and r["order"] == "temporal"], plot,
+                    f"{dataset}, target bin{targets[-1]}, {shots} shots, temporal order")
+            if plot.is_file():
+                out += ["", f"![accuracy after each source]({plot.relative_to(plot_dir.parent)})"]
+    return "\n".join(out)
+
+
+def memory_section(memory: dict, overhead: dict | None, plot_dir: Path) -> str:
+    rows = memory["rows"]
+    out = ["### Memory vs number of sources K (fresh process per point)", "", f"Command: `{memory['command']}`", "",
+           "Synthetic sources (base + small random task vector), no fine-tuning. Peak RSS = VmHWM, anon = RssAnon "
+           "after the last absorb (file pages of mapped checkpoints are reclaimable and count only in RSS).", "",
+           "| arch | method | K | peak RSS MiB | RssAnon MiB | anon − anon at start MiB | seconds |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['arch']} | {r['method']} | {r['k']} | {r['end']['VmHWM']:.0f} | {r['end']['RssAnon']:.0f} | "
+                   f"{r['end']['RssAnon'] - r['start']['RssAnon']:.0f} | {r['seconds']:.1f} |")
+    out += ["", "| arch | method | K range | peak RSS ratio K_max/K_min | target |", "|---|---|---|---|---|"]
+    for arch in dict.fromkeys(r["arch"] for r in rows):
+        series = {}
+        for m in dict.fromkeys(r["method"] for r in rows if r["arch"] == arch):
+            pts = sorted((r["k"], r["end"]["VmHWM"]) for r in rows if r["arch"] == arch and r["method"] == m)
+            ratio = pts[-1][1] / pts[0][1]
+            goal = "≤ 1.05" if m.startswith("grasp") else "grows"
+            out.append(f"| {arch} | {m} | {pts[0][0]}–{pts[-1][0]} | {ratio:.3f} | {goal} |")
+            series[m] = ([k for k, _ in pts], [v for _, v in pts], None)
+        plot = plot_dir / f"transfer_memory_{arch}.png"
+        line_plot(series, plot, title=f"{arch}: peak RSS vs K", xlabel="K sources", ylabel="peak RSS (MiB)", logx=True)
+        out += ["", f"![memory {arch}]({plot.relative_to(plot_dir.parent)})", ""]
+    if overhead:
+        out += ["### Absorb overhead", "", f"Command: `{overhead['command']}`", "",
+                "| arch | absorb s | taylor absorb s | read s | 2 gradient passes s | ratio (target ≤ 1.5) | taylor ratio |",
+                "|---|---|---|---|---|---|---|"]
+        for o in overhead["rows"]:
+            s = o["median_s"]
+            out.append(f"| {o['arch']} | {s['absorb']:.3f} | {s['absorb_taylor']:.3f} | {s['read']:.3f} | {s['grad']:.3f} | "
+                       f"{o['ratio']:.2f} | {o['ratio_taylor']:.2f} |")
+    return "\n".join(out)
