@@ -65,6 +65,9 @@ def _bench_row(row: dict, kinds: dict[str, list]) -> None:
         kinds["memory"].append({"method": label, "K": row.get("K", row.get("k")),
                                 "memory_mib": row[mem] if mem else end["VmHWM"],
                                 "metric": mem or "peak_rss_mib", "anon_mib": end.get("RssAnon", row.get("rss_anon_mib"))})
+    elif "sparsity" in row and isinstance(row.get("clean"), list):  # bench prune summary: [mean, std]
+        kinds["prune_summary"].append({"method": row.get("arm", row.get("method")), "sparsity": row["sparsity"],
+                                       "clean": row["clean"], "shifted": row.get("shift"), "n": row.get("n", 1)})
     elif "sparsity" in row and ("method" in row or "arm" in row):
         shifted = row.get("shifted", row.get("shift_accuracy", row.get("shifted_mean")))
         if isinstance(row.get("shift"), dict) and row["shift"]:  # bench prune: accuracy per shifted set
@@ -160,37 +163,46 @@ def _curve_plot(by: dict[str, list[dict]], png: Path, *, title: str) -> bool:
     return True
 
 
-def _prune(rows: list[dict], out: Path) -> str:
-    by = defaultdict(lambda: defaultdict(list))
+def _prune_stats(rows: list[dict], summaries: list[dict]) -> dict[str, dict[float, dict]]:
+    """{method: {sparsity: {"clean": (mean, std, n), "shifted": ...}}} from raw rows, else from summary rows."""
+    stats: dict[str, dict[float, dict]] = defaultdict(dict)
+    by = defaultdict(list)
     for r in rows:
-        by[r["method"]][r["sparsity"]].append(r)
-    sparsities = sorted({r["sparsity"] for r in rows})
+        by[(r["method"], r["sparsity"])].append(r)
+    for (m, sp), rs in by.items():
+        stats[m][sp] = {k: mean_std(r[k] for r in rs) for k in ("clean", "shifted")}
+    if not rows:  # only bench prune's summary JSON (rows of [mean, std] per arm and sparsity)
+        for r in summaries:
+            stats[r["method"]][r["sparsity"]] = {k: (*r[k], r["n"]) if r.get(k) else (float("nan"),) * 2 + (0,)
+                                                 for k in ("clean", "shifted")}
+    return stats
+
+
+def _prune(rows: list[dict], summaries: list[dict], out: Path) -> str:
+    stats = _prune_stats(rows, summaries)
+    sparsities = sorted({sp for per in stats.values() for sp in per})
     header = ["method"] + [f"{s:.0%} clean / shifted" for s in sparsities]
-    table = []
-    for m in sorted(by):
-        cells = []
-        for s in sparsities:
-            rs = by[m].get(s, [])
-            c, sh = mean_std(r["clean"] for r in rs), mean_std(r["shifted"] for r in rs)
-            cells.append(f"{_fmt(*c)} / {_fmt(*sh)}" if rs else "—")
-        table.append([m, *cells])
+    table = [[m, *[f"{_fmt(*stats[m][s]['clean'])} / {_fmt(*stats[m][s]['shifted'])}" if s in stats[m] else "—"
+                   for s in sparsities]] for m in sorted(stats)]
+    curves = sorted(m for m in stats if len(stats[m]) > 1)  # a single sparsity is a table entry, not a curve
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for ax, key, name in zip(axes, ("clean", "shifted"), ("clean test", "shifted (mean over drifted domains)")):
-        for i, m in enumerate(sorted(by)):
-            xs = [s for s in sorted(by[m]) if mean_std(r[key] for r in by[m][s])[2]]
-            stats = [mean_std(r[key] for r in by[m][s]) for s in xs]
-            dodge = 0.4 * (i - (len(by) - 1) / 2)  # side by side, so error bars do not hide each other
+    for ax, key, name in zip(axes, ("clean", "shifted"), ("clean test", "shifted (mean over shifted sets)")):
+        for i, m in enumerate(curves):
+            xs = [s for s in sorted(stats[m]) if stats[m][s][key][2]]
+            dodge = 0.4 * (i - (len(curves) - 1) / 2)  # side by side, so error bars do not hide each other
             if xs:
-                ax.errorbar([100 * x + dodge for x in xs], [t[0] for t in stats], yerr=[t[1] for t in stats], marker="o",
-                            ms=4, capsize=3, label=m)
+                ax.errorbar([100 * x + dodge for x in xs], [stats[m][s][key][0] for s in xs],
+                            yerr=[stats[m][s][key][1] for s in xs], marker="o", ms=4, capsize=3, label=m)
         ax.set(title=f"accuracy vs sparsity: {name}", xlabel="sparsity (% of prunable weights)", ylabel="accuracy")
         ax.title.set_fontsize(10)
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    if curves:
+        axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(out / "prune_accuracy_vs_sparsity.png", dpi=120)
     plt.close(fig)
-    return ("## Pruning: accuracy vs sparsity\n\nMean ± std over seeds, clean test / mean over shifted domains.\n\n"
+    return ("## Pruning: accuracy vs sparsity\n\nMean ± std over seeds, clean test / mean over shifted sets "
+            "(methods at one sparsity only are in the table, not the plot).\n\n"
             + _table(header, table) + "\n\n![accuracy vs sparsity](prune_accuracy_vs_sparsity.png)\n")
 
 
@@ -234,8 +246,8 @@ def write_report(results_dir: str | Path, out: str | Path | None = None) -> Path
     parts = [f"# Report: {results_dir}\n", "Regenerate with `shiftkit report " + str(results_dir) + "`.\n"]
     if kinds["transfer"]:
         parts.append(_transfer(kinds["transfer"], out))
-    if kinds["prune"]:
-        parts.append(_prune(kinds["prune"], out))
+    if kinds["prune"] or kinds["prune_summary"]:
+        parts.append(_prune(kinds["prune"], kinds["prune_summary"], out))
     if kinds["memory"]:
         parts.append(_memory(kinds["memory"], out))
     if kinds["train"]:

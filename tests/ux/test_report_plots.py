@@ -46,9 +46,13 @@ def test_report_reads_the_benchmarks_own_formats(tmp_path):
     (tmp_path / "prune_small_cnn_runs.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
     mem = [{"arch": "resnet20", "method": "grasp", "k": k, "end": {"VmHWM": 400.0, "RssAnon": 120.0}} for k in (2, 64)]
     (tmp_path / "transfer_memory.json").write_text(json.dumps({"command": "shiftkit bench memory", "rows": mem}))
+    summary = [{"arm": "gcnet_hybrid2", "sparsity": 0.9, "n": 2, "clean": [0.8, 0.0], "shift": [0.6, 0.0]}]
+    (tmp_path / "prune_shift_small_cnn.json").write_text(json.dumps({"rows": summary, "markdown": "..."}))
     md = write_report(tmp_path).read_text()
-    assert "| gcnet_hybrid2 | 0.800 ± 0.000 / 0.600 ± 0.000 |" in md
+    assert "| gcnet_hybrid2 | 0.800 ± 0.000 / 0.600 ± 0.000 |" in md  # raw records, not counted twice
     assert "| grasp (resnet20) | 400 | 400 |" in md
+    (tmp_path / "prune_small_cnn_runs.jsonl").unlink()  # the summary alone is enough
+    assert "| gcnet_hybrid2 | 0.800 ± 0.000 / 0.600 ± 0.000 |" in write_report(tmp_path).read_text()
 
 
 def test_report_from_sweep_of_prune_runs(ux_env, trained):
