@@ -139,7 +139,8 @@ def run_accuracy(cfg: AccuracyConfig, out: Path, *, command: str, log=print) -> 
             for order in cfg.orders:
                 srcs = _order(paths, order, seed)
                 for method in methods:
-                    for select in ("best_val", "last") if method in cfg.last_epoch_methods else ("best_val",):
+                    last = method in cfg.last_epoch_methods and order == cfg.orders[0]  # last-epoch runs: first order
+                    for select in ("best_val", "last") if last else ("best_val",):
                         key = (dataset, target_idx, shots, seed, order, method, select)
                         if key in done or (order != cfg.orders[0] and method not in cfg.all_order_methods + ORDER_INVARIANT):
                             continue
