@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_data
+from prune_fixtures import make_data
 
 from shiftkit import models, prune
 from shiftkit.prune import PruneConfig, ghost_network, masks_from_scores

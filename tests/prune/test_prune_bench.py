@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import make_data
+from prune_fixtures import make_data
 
 from shiftkit.bench import prune as bp
 from shiftkit.bench import prune_report

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make_data
+from prune_fixtures import make_data
 from typer.testing import CliRunner
 
 from shiftkit import prune

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_data
+from prune_fixtures import make_data
 from torch import nn
 
 from shiftkit import models, prune
