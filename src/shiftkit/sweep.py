@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -270,8 +271,11 @@ def _prepare_all(exps: list[Experiment]) -> None:
         prepare(group[0], exclude=None if one_target else ())
 
 
-def _point(raw: dict, threads: int) -> dict:
-    """One grid point in a worker: fixed thread count, no bars (a worker has no terminal)."""
+def _point(raw: dict, threads: int, cwd: str | None = None) -> dict:
+    """One grid point in a worker: fixed thread count, no bars (a worker has no terminal), the driver's
+    working directory (relative paths in the config mean the same thing everywhere)."""
+    if cwd:
+        os.chdir(cwd)
     torch.set_num_threads(threads)
     return run_experiment(parse_experiment(raw), progress=False)
 
@@ -301,7 +305,7 @@ def _run_ray(raws: list[dict], *, workers: int, threads: int) -> list[dict]:
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         task = ray.remote(num_cpus=1, max_retries=0)(_point)
-        refs = [task.remote(r, threads) for r in raws]
+        refs = [task.remote(r, threads, os.getcwd()) for r in raws]
         bar = tqdm(total=len(refs), desc="sweep (ray)", disable=None)
         pending = list(refs)
         while pending:

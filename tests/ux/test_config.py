@@ -50,6 +50,8 @@ def test_wrong_type_names_key_and_file(tmp_path):
     ("method:\n  kind: transfer\n  options: {taux: 0.1}\n", "taux"),
     ("method:\n  kind: prune\n  name: gcnet\n  options: {hybrid_split: [1]}\n", "method.options.hybrid_split"),
     ("seed: [0, 1]\n", "seed"),
+    ("data: [unclosed\n", "not valid YAML"),
+    ("- just\n- a list\n", "is a mapping"),
 ])
 def test_bad_values_are_config_errors_naming_the_key(tmp_path, text, key):
     p = _write(tmp_path, text)

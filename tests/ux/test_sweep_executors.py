@@ -39,6 +39,7 @@ def test_ray_grid_equals_local(ux_env):
     raw["out"] = "runs/ray"
     remote = run_grid(expand_grid(parse_experiment(raw)), executor="ray", workers=2)
     assert len(local) == 2 and _metrics(local) == _metrics(remote)
+    assert Path("runs/ray/seed-1/result.json").is_file()  # workers resolve relative paths like the driver
 
 
 def test_sweep_cli_local_writes_results_and_report(ux_env, capsys):
