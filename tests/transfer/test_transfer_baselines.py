@@ -75,3 +75,17 @@ def test_task_arithmetic_and_opcm_stream_from_the_base(zoo):
         merger = transfer.create(name, zoo.model(), zoo.target, base=str(zoo.base), **FAST)
         transfer.run_sources(merger, zoo.sources[:3])
         assert merger.finish_log["epochs"] == 1 + 2 * 1  # the shared budget: initial + (K-1) fine-tunes
+
+
+def test_training_free_merges_resume_by_replay_bitwise(zoo, tmp_path):
+    for name in ("task_arithmetic", "pearl"):
+        cfg = {**FAST, "base": str(zoo.base)}
+        full = transfer.create(name, zoo.model(), zoo.target, run_dir=tmp_path / name / "full", **cfg)
+        transfer.run_sources(full, zoo.sources[:3])
+        killed = transfer.create(name, zoo.model(), zoo.target, run_dir=tmp_path / name / "killed", **cfg)
+        for s in zoo.sources[:2]:
+            killed.absorb(s)
+        resumed = transfer.create(name, zoo.model(), zoo.target, run_dir=tmp_path / name / "killed", **cfg)
+        transfer.run_sources(resumed, zoo.sources[:3], resume=True)
+        a, b = full.model.state_dict(), resumed.model.state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
