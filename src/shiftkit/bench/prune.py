@@ -44,24 +44,24 @@ def _arm(name, method, full=True, match=None, calib="clean", **options) -> Arm:
     return Arm(name, method, tuple(sorted(options.items())), match, calib, full)
 
 
-ARMS: dict[str, Arm] = {a.name: a for a in [
+ARMS: dict[str, Arm] = {a.name: a for a in [  # in priority order (a cut-short run has the first ones)
     _arm("magnitude", "magnitude"),                                   # the reference for paired differences
     _arm("magnitude_layerwise", "magnitude", scope="layerwise"),
     _arm("gcnet", "gcnet"),
     _arm("gcnet_hybrid2", "gcnet", hybrid_split=2),
     _arm("gcnet_combined", "gcnet", combine=True),
     _arm("kernel_l1@gcnet", "kernel_l1", match="gcnet"),
+    *[_arm(f"gcnet_hybrid{k}", "gcnet", full=False, hybrid_split=k) for k in (1, 3, 4)],
+    _arm("magnitude@gcnet", "magnitude", full=False, match="gcnet"),
+    _arm("random_kernel@gcnet", "random", full=False, match="gcnet", granularity="connection"),
+    _arm("gcnet_inverse@gcnet", "gcnet", full=False, match="gcnet", inverse=True),
+    _arm("gcnet_shiftcalib", "gcnet", full=False, calib="shifted"),
     _arm("random", "random", full=False),
     _arm("snip", "snip", full=False),
     _arm("synflow", "synflow", full=False),
     _arm("kernel_l1", "kernel_l1", full=False),
     _arm("gcnet_layerwise", "gcnet", full=False, scope="layerwise"),
     _arm("gcnet_parent", "gcnet", full=False, reading="parent"),
-    _arm("gcnet_shiftcalib", "gcnet", full=False, calib="shifted"),
-    _arm("magnitude@gcnet", "magnitude", full=False, match="gcnet"),
-    _arm("random_kernel@gcnet", "random", full=False, match="gcnet", granularity="connection"),
-    _arm("gcnet_inverse@gcnet", "gcnet", full=False, match="gcnet", inverse=True),
-    *[_arm(f"gcnet_hybrid{k}", "gcnet", full=False, hybrid_split=k) for k in (1, 3, 4)],
 ]}
 
 
@@ -92,11 +92,13 @@ class BenchConfig:
         return self.model + "".join(f"_{k}{v}" for k, v in self.model_kwargs)
 
     def tasks(self) -> list[tuple[int, str, float]]:
-        """(seed, arm, sparsity) runs: the main arms over all seeds first, then the controls and sweeps."""
-        main = [a for a in self.arms if ARMS[a].full_grid]
-        rest = [a for a in self.arms if not ARMS[a].full_grid]
-        return ([(seed, a, s) for seed in self.seeds for a in main for s in self.sparsities]
-                + [(seed, a, s) for seed in self.seeds for a in rest for s in self.core_sparsities])
+        """(seed, arm, sparsity) runs in priority order, so a run cut short still has whole comparisons:
+        every arm at the core sparsities first, then the main arms from the highest sparsity down
+        (all seeds of one sparsity together: the paired differences need them)."""
+        levels = list(self.core_sparsities) + sorted(set(self.sparsities) - set(self.core_sparsities), reverse=True)
+        return [(seed, a, s) for s in levels for seed in self.seeds for a in self.arms
+                if s in (self.sparsities if ARMS[a].full_grid else self.core_sparsities) or
+                (ARMS[a].full_grid and s in self.core_sparsities)]
 
 
 class _Data:
