@@ -140,15 +140,18 @@ def prepare(exp: Experiment, domains=None, *, exclude: tuple[int, ...] | None = 
     build_zoo(domains, zoo, cfg=cfg, dataset=exp.data.name, exclude=exclude)
 
 
-def _sources(exp: Experiment, target: int, template, out: Path) -> tuple[str | None, list[str]]:
+def _sources(exp: Experiment, target: int, domain, out: Path) -> tuple[str | None, list[str]]:
     from .interop import as_source
     from .transfer.zoo import zoo_sources
 
     m: TransferMethod = exp.method
     if m.sources:
+        template = _model(exp, domain)  # what foreign checkpoints are validated against
         paths = [str(as_source(p, template, out / "imported")) for p in m.sources]
         base = str(as_source(m.base, template, out / "imported")) if m.base else None
     else:
+        if target == m.base_domain:
+            raise ConfigError(f"data.target={target} is the zoo's base_domain: the base would have seen the target")
         base_p, src = zoo_sources(_zoo_path(exp), exclude=(target,))
         base, paths = (m.base or str(base_p)), [str(p) for p in src]
     if m.order == "reverse":
@@ -185,7 +188,7 @@ def _run_transfer(exp: Experiment, domains, out: Path, progress: bool) -> dict:
     target = domains[t]
     target = few_shot(target, exp.data.few_shot, seed=exp.seed) if exp.data.few_shot else target
     prepare(exp, domains)
-    base, paths = _sources(exp, t, _model(exp, target), out)
+    base, paths = _sources(exp, t, target, out)
     net = _model_from(base or paths[0])
     opts = _transfer_options(exp, base)
     opts["progress"] = progress
