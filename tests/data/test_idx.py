@@ -3,7 +3,7 @@ import gzip
 import numpy as np
 import pytest
 
-from conftest import write_idx
+from idx_fixtures import write_idx
 from shiftkit.data import load_fashion_mnist, read_idx
 from shiftkit.errors import DataError
 
