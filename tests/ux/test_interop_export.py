@@ -53,6 +53,23 @@ def test_export_timm_model_loads_into_plain_timm(tmp_path, capsys):
         assert torch.equal(fresh.eval()(x), net.eval()(x))
 
 
+def test_timm_hub_style_safetensors_becomes_a_source(tmp_path):
+    """A safetensors file with no shiftkit metadata (what timm / the hub ship) is imported and validated."""
+    from safetensors.torch import save_file
+
+    from shiftkit.interop import as_source
+
+    net = models.create("mobilevit_xxs", num_classes=10, in_chans=3)
+    plain = timm.create_model("mobilevit_xxs", pretrained=False, num_classes=10, in_chans=3)
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in plain.state_dict().items()},
+              tmp_path / "hub.safetensors")  # fp16, as hub files often are
+    src = as_source(tmp_path / "hub.safetensors", net, tmp_path / "imported")
+    assert read_metadata(src)["arch"] == "mobilevit_xxs" and as_source(src, net, tmp_path) == src
+    load_checkpoint(src, net)
+    k = "stem.conv.weight"
+    assert torch.equal(net.state_dict()[k], plain.state_dict()[k].half().float())
+
+
 def test_export_pruned_model_has_final_masked_weights(tmp_path):
     net = models.create("small_cnn_nobn", num_classes=10, in_chans=1)
     masks = prune.compute_masks(net, prune.create("magnitude"), 0.7)
