@@ -44,7 +44,7 @@ def _run_rows(r: dict, kinds: dict[str, list]) -> None:
     if r["kind"] == "transfer":
         exp = r.get("experiment", {})
         curve = [c["test_accuracy"] for c in r.get("curve", []) if c.get("source") != "final"]
-        kinds["transfer"].append({**base, "target": r["target"], "shots": exp.get("data", {}).get("few_shot"),
+        kinds["transfer"].append({**base, "target": r.get("target_index", r["target"]), "shots": exp.get("data", {}).get("few_shot"),
                                   "order": exp.get("method", {}).get("order", "temporal"), "select": "best_val",
                                   "accuracy": r["test"]["accuracy"], "curve": curve})
     elif r["kind"] == "prune":

@@ -207,7 +207,7 @@ def _run_transfer(exp: Experiment, domains, out: Path, progress: bool) -> dict:
         save_checkpoint(exp.model_path, model, metadata={"domain": target.name, "method": m.name})
     res = _evaluate(exp, model, domains, target)
     curve.append({"source": "final", "k": len(merger.records), "test_accuracy": res["test"]["accuracy"]})
-    return {"target": target.name, "sources": [Path(p).stem for p in paths], "curve": curve,
+    return {"target": target.name, "target_index": t, "sources": [Path(p).stem for p in paths], "curve": curve,
             "records": merger.records, "finish": merger.finish_log, **res}
 
 
