@@ -46,9 +46,8 @@ def prune_cmd(
 
     Example: shiftkit prune runs/m.safetensors --method gcnet --sparsity 0.9 --hybrid-split 2 --dataset fashion_mnist --finetune-epochs 2 --out runs/p.safetensors
     """
-    from . import models as zoo
     from . import prune
-    from .checkpoints import load_checkpoint, read_metadata
+    from .checkpoints import load_checkpoint, model_from_checkpoint
     from .data import load_domains
     from .train import TrainConfig, evaluate, fit
 
@@ -57,11 +56,11 @@ def prune_cmd(
         scope=scope, keep_first=keep_first, keep_last=keep_last, max_layer_sparsity=max_layer_sparsity,
         skip_unsupported=skip_unsupported, seed=seed, hybrid_split=hybrid_split, reading=reading, combine=combine,
         inverse=inverse, granularity=granularity, calib_per_class=calib_per_class))
-    meta = read_metadata(checkpoint)
-    net = zoo.create(meta.get("arch", "small_cnn"), **json.loads(meta.get("config", "{}")))
+    net = model_from_checkpoint(checkpoint, default_arch="small_cnn")
     load_checkpoint(checkpoint, net)
     domains = load_domains(dataset, root, seed=seed)
-    d, calib = domains[domain], domains[domain if calib_domain is None else calib_domain].train
+    d = pick(domains, domain, "--domain")
+    calib = d.train if calib_domain is None else pick(domains, calib_domain, "--calib-domain").train
     cfg = TrainConfig(epochs=finetune_epochs, lr=lr, batch_size=batch_size, seed=seed)
     masks = prune.prune_model(net, crit, sparsity, data=calib, steps=steps, train=d.train, val=d.val, train_cfg=cfg)
     prune.apply(net, masks)
@@ -128,7 +127,7 @@ def bench_prune(
     _results.write_result(results / f"prune_shift_{cfg.tag}.json",
                           {"config": bp.config_dict(cfg), "command": _results.command_line(), "rows": rows, "markdown": md})
     prune_report.update_results_md(results)
-    console.print(md)
+    console.print(md, markup=False)
 
 
 @bench_app.command("prune-speed")
@@ -150,4 +149,4 @@ def bench_prune_speed(model: str = typer.Option("vgg11"), width: float = typer.O
     r["command"] = _results.command_line()
     _results.write_result(results / "prune_speed.json", r)
     prune_report.update_results_md(results)
-    console.print(speed_markdown(r))
+    console.print(speed_markdown(r), markup=False)

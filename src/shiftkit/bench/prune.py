@@ -62,6 +62,7 @@ ARMS: dict[str, Arm] = {a.name: a for a in [  # in priority order (a cut-short r
     _arm("kernel_l1", "kernel_l1", full=False),
     _arm("gcnet_layerwise", "gcnet", full=False, scope="layerwise"),
     _arm("gcnet_parent", "gcnet", full=False, reading="parent"),
+    _arm("dense", "none", full=False),                                # the unpruned net, no fine-tuning
 ]}
 
 
@@ -96,9 +97,9 @@ class BenchConfig:
         every arm at the core sparsities first, then the main arms from the highest sparsity down
         (all seeds of one sparsity together: the paired differences need them)."""
         levels = list(self.core_sparsities) + sorted(set(self.sparsities) - set(self.core_sparsities), reverse=True)
-        return [(seed, a, s) for s in levels for seed in self.seeds for a in self.arms
-                if s in (self.sparsities if ARMS[a].full_grid else self.core_sparsities) or
-                (ARMS[a].full_grid and s in self.core_sparsities)]
+        runs = [(seed, a, s) for s in levels for seed in self.seeds for a in self.arms if a != "dense"
+                and (s in self.core_sparsities or ARMS[a].full_grid)]
+        return runs + [(seed, "dense", 0.0) for seed in self.seeds if "dense" in self.arms]
 
 
 class _Data:
@@ -176,12 +177,13 @@ def run_one(cfg: BenchConfig, seed: int, arm_name: str, sparsity: float) -> dict
     data, arm = _data(cfg), ARMS[arm_name]
     net = dense_model(cfg, seed)
     t0 = time.perf_counter()
-    masks = _masks(cfg, arm, net, sparsity, seed, data)
+    if arm.method != "none":
+        prune.apply(net, _masks(cfg, arm, net, sparsity, seed, data))
     t_prune = time.perf_counter() - t0
-    prune.apply(net, masks)
     before = _accuracy(net, data.subset(data.test, 1000, 0))
-    fit(net, data.subset(data.train, cfg.ft_train, 100 + seed), None,
-        TrainConfig(epochs=cfg.ft_epochs, seed=seed, select="last", progress=False))
+    if arm.method != "none":
+        fit(net, data.subset(data.train, cfg.ft_train, 100 + seed), None,
+            TrainConfig(epochs=cfg.ft_epochs, seed=seed, select="last", progress=False))
     report = prune.sparsity_report(net)
     shift = {k: _accuracy(net, ds) for k, ds in data.shift.items()}
     return {"model": cfg.model, "seed": seed, "arm": arm_name, "sparsity": sparsity,
