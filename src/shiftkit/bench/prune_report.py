@@ -108,7 +108,7 @@ def severity_table(records: list[dict], sparsity: float, arms: list[str]) -> str
 def write_plots(rows: list[dict], prefix: Path, arms: list[str]) -> list[Path]:
     """Accuracy vs sparsity: clean, shifted, shifted relative to clean (mean ± std bands)."""
     paths = []
-    for metric, label in (("clean", "clean accuracy"), ("shift", "shifted accuracy (mean of drift + corruption sets)"),
+    for metric, label in (("clean", "clean accuracy"), ("shift", "shifted accuracy (drift + corruptions)"),
                           ("rel", "shifted / clean accuracy")):
         series = {}
         for arm in arms:
@@ -116,7 +116,8 @@ def write_plots(rows: list[dict], prefix: Path, arms: list[str]) -> list[Path]:
             if len(pts) > 1:
                 series[arm] = ([p[0] for p in pts], [p[1][0] for p in pts], [p[1][1] for p in pts])
         path = Path(f"{prefix}_{metric}.png")
-        line_plot(series, path, title=f"{prefix.name}: {label}", xlabel="sparsity", ylabel=label)
+        line_plot(series, path, title=f"{prefix.name.removeprefix('prune_')}: {label}, mean ± std over seeds",
+                  xlabel="sparsity", ylabel=label)
         paths.append(path)
     return paths
 
@@ -132,7 +133,7 @@ def hybrid_plot(rows: list[dict], prefix: Path, sparsity: float) -> Path | None:
         for m in ("clean", "shift"):
             series[f"magnitude {m}"] = ([pts[0][0], pts[-1][0]], [mag[0][m][0]] * 2, None)
     path = Path(f"{prefix}_hybrid_split.png")
-    line_plot(series, path, title=f"{prefix.name}: hybrid split at sparsity {sparsity}",
+    line_plot(series, path, title=f"{prefix.name.removeprefix('prune_')}: hybrid split at sparsity {sparsity}",
               xlabel="prunable layers pruned by magnitude (0 = pure GC-Net)", ylabel="accuracy")
     return path
 
