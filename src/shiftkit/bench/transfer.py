@@ -120,7 +120,9 @@ def _units(cfg: AccuracyConfig):
 def run_accuracy(cfg: AccuracyConfig, out: Path, *, command: str, log=print) -> dict:
     """Run the grid, writing `out` (JSON) after every (target, shots, seed); finished units are not re-run."""
     torch.set_num_threads(1)
-    rows = json.loads(out.read_text())["rows"] if out.is_file() else []
+    old = json.loads(out.read_text()) if out.is_file() else {}
+    rows = old.get("rows", [])
+    commands = [c for c in old.get("commands", [old["command"]] if old else []) if c != command] + [command]
     fields = ("dataset", "target", "shots", "seed", "order", "method", "select")
     done = {tuple(r[f] for f in fields): r for r in rows}
     methods = cfg.methods or tuple(transfer.names())
@@ -157,6 +159,6 @@ def run_accuracy(cfg: AccuracyConfig, out: Path, *, command: str, log=print) -> 
                         done[key] = row
             log(f"{dataset} target={target_idx} shots={shots} seed={seed}: {len(rows)} rows, "
                 f"{time.perf_counter() - t_start:.0f}s")
-            atomic_write_json(out, {"command": command, "config": dataclasses.asdict(cfg), "rows": rows,
+            atomic_write_json(out, {"commands": commands, "config": dataclasses.asdict(cfg), "rows": rows,
                                     "threads": torch.get_num_threads()})
-    return {"command": command, "config": dataclasses.asdict(cfg), "rows": rows}
+    return {"commands": commands, "config": dataclasses.asdict(cfg), "rows": rows}

@@ -88,6 +88,20 @@ def _select_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _decisions(rows: list[dict]) -> list[str]:
+    """How much each sequential method copied per absorb after the first (and how often val-gating undid it)."""
+    lines = ["| method | mean fraction of parameters copied per later absorb | absorbs copying everything | "
+             "absorbs copying nothing | gated absorbs |", "|---|---|---|---|---|"]
+    for m in dict.fromkeys(r["method"] for r in rows):
+        fr = [f for r in rows if r["method"] == m for f in r.get("fraction_transferred", [])[1:] if f is not None]
+        if not fr:
+            continue
+        gated = [g for r in rows if r["method"] == m for g in r.get("gated", [])]
+        lines.append(f"| {m} | {statistics.fmean(fr):.3f} | {sum(f >= 1 for f in fr)}/{len(fr)} | "
+                     f"{sum(f == 0 for f in fr)}/{len(fr)} | {sum(map(bool, gated))}/{len(gated) if gated else 0} |")
+    return lines
+
+
 def _curves(rows: list[dict], plot: Path, title: str) -> None:
     series = {}
     for m in sorted({r["method"] for r in rows if r["curve"]}):
@@ -103,13 +117,14 @@ def _curves(rows: list[dict], plot: Path, title: str) -> None:
 def accuracy_section(results: list[dict], plot_dir: Path) -> str:
     rows = [r for res in results for r in res["rows"]]
     out = ["### Accuracy (few-shot leave-one-out targets)", "", "Commands:", "",
-           *[f"    {res['command']}" for res in results], "",
+           *[f"    {c}" for res in results for c in res.get("commands", [res.get("command")])], "",
            "Zoo: base small_cnn trained 5 epochs on bin 0, one source per other bin fine-tuned 3 epochs from it "
            "(one zoo, seed 0); sources = every bin except bin 0 and the target, in temporal order. "
            "Variants marked † ran in temporal order only (paired on those units).", "",
            "Mean ± std over seeds (each seed averaged over targets and source orders); Δ = paired difference to "
            "GRASP over (target, order, seed) units with a 95% t-interval; *wins* = units where the method beats GRASP. "
-           "Order-invariant methods run once per seed and are paired with every order. Best-validation epoch within "
+           "Orders within a seed share the few-shot sample, so the units are not independent and the intervals are optimistic; "
+           "read them with the per-order and per-target tables. Order-invariant methods run once per seed and are paired with every order. Best-validation epoch within "
            "each stage unless stated. Test pool = the rest of the target bin (see n_test in the JSON)."]
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         for shots in sorted({r["shots"] for r in rows if r["dataset"] == dataset}):
@@ -125,6 +140,7 @@ def accuracy_section(results: list[dict], plot_dir: Path) -> str:
             key = [m for m in key if m in methods]
             out += ["", "Accuracy % by source order:", ""] + _breakdown(best, key, "order", ["temporal", "reverse", "random"])
             out += ["", "Accuracy % by target bin:", ""] + _breakdown(best, key, "target", targets)
+            out += ["", "What the sequential methods copied:", ""] + _decisions([r for r in best if "reused_from_order" not in r])
             if any(r["select"] == "last" for r in sub):
                 out += ["", "Best-within-stage vs last-epoch selection:", ""] + _select_table(sub)
             plot = plot_dir / f"transfer_curve_{dataset}_{shots}.png"
