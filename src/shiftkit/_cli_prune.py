@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .cli import _table, app, bench_app, console
+from .cli import _table, app, bench_app, console, pick
 
 
 def _criterion_options(**opts) -> dict:

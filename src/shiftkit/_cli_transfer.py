@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from .cli import _table, app, bench_app, console
+from .cli import _table, app, bench_app, console, pick
 from .errors import ConfigError
 
 
@@ -71,21 +71,19 @@ def transfer(method: str = typer.Option("grasp", help="see `shiftkit transfer-me
 
     Example: shiftkit transfer --method grasp --dataset driftfmnist --target 7 --sources runs/zoo --out runs/t --few-shot 100
     """
-    from . import models
     from . import transfer as tr
-    from .checkpoints import atomic_write_json, read_metadata, save_checkpoint
+    from .checkpoints import atomic_write_json, model_from_checkpoint, save_checkpoint
     from .data import few_shot as cap, load_domains
     from .train import evaluate
 
     fields = {f.name for f in dataclasses.fields(tr.config_class(method))}  # unknown method: lists valid names
     base, paths = tr.zoo_sources(sources, exclude=(target,))
-    domain = load_domains(dataset, root, seed=0)[target]
+    domain = pick(load_domains(dataset, root, seed=0), target, "--target")
     domain = cap(domain, few_shot, seed=seed) if few_shot else domain
     cfg = {"seed": seed, **_parse_sets(set_), **({} if tau is None else {"tau": tau})}
     if "base" in fields:
         cfg.setdefault("base", str(base))
-    meta = read_metadata(base)
-    net = models.create(meta["arch"], **json.loads(meta["config"]))
+    net = model_from_checkpoint(base)
     merger = tr.create(method, net, domain, run_dir=out, **cfg)
     model = tr.run_sources(merger, paths, resume=resume)
     test = evaluate(model, domain.test)

@@ -19,7 +19,8 @@ from torch import Tensor, nn
 from .errors import CheckpointError
 
 __all__ = ["atomic_write", "atomic_write_json", "save_checkpoint", "read_metadata", "LazyCheckpoint",
-           "load_checkpoint", "validate_state", "check_arch", "import_pt", "model_metadata"]
+           "load_checkpoint", "validate_state", "check_arch", "import_pt", "model_metadata",
+           "model_from_checkpoint"]
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
@@ -162,6 +163,29 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, *, nonfinite: str
     return metadata
 
 
+def model_from_checkpoint(path: str | os.PathLike, *, default_arch: str | None = None) -> nn.Module:
+    """A fresh model of the arch and config in a shiftkit checkpoint's metadata (weights not loaded).
+
+    Missing or unreadable metadata (a foreign file, a hand-edited config) -> CheckpointError naming the file.
+    """
+    from . import models
+
+    meta = read_metadata(path)
+    arch = meta.get("arch") or default_arch
+    try:
+        cfg = json.loads(meta.get("config") or "{}")
+        if not isinstance(cfg, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as e:
+        raise CheckpointError(f"{path}: unreadable 'config' metadata ({e})") from None
+    if not arch:
+        raise CheckpointError(f"{path}: no shiftkit metadata (arch); import it first: shiftkit import {path} --arch NAME")
+    try:
+        return models.create(arch, **cfg)
+    except TypeError as e:
+        raise CheckpointError(f"{path}: config metadata {cfg} does not fit model {arch!r} ({e})") from None
+
+
 def import_pt(path: str | os.PathLike) -> dict[str, Tensor]:
     """A `.pt`/`.pth` state dict, loaded with weights_only=True: a pickle cannot run code."""
     try:
@@ -169,8 +193,10 @@ def import_pt(path: str | os.PathLike) -> dict[str, Tensor]:
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint not found") from None
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError... on hostile or corrupt files
-        first = (str(e).splitlines() or [""])[0][:200]  # some errors (EOFError on an empty file) have no message
-        raise CheckpointError(f"{path}: refused to load ({type(e).__name__}: {first})") from e
+        lines = [line for line in str(e).splitlines() if line.strip()] or [""]  # EOFError on an empty file: no text
+        # torch's first line suggests weights_only=False; the line naming the refused global is the useful one
+        reason = next((line for line in lines if "GLOBAL" in line), lines[0])[:200]
+        raise CheckpointError(f"{path}: refused to load ({type(e).__name__}: {reason})") from e
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):

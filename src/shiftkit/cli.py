@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import ShiftkitError
+from .errors import ConfigError, ShiftkitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Image classifiers that survive distribution shift.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: write JSON to benchmarks/results/ and update benchmarks/RESULTS.md.")
@@ -28,6 +28,14 @@ def _root(threads: int = typer.Option(0, help="torch CPU threads; 0 keeps torch'
         import torch
 
         torch.set_num_threads(threads)
+
+
+def pick(domains: list, index: int, option: str):
+    """domains[index], or a ConfigError naming the option and the valid range."""
+    if not -len(domains) <= index < len(domains):
+        raise ConfigError(f"{option}={index} is out of range: the dataset has {len(domains)} domain(s), "
+                          f"0..{len(domains) - 1} ({', '.join(d.name for d in domains)})")
+    return domains[index]
 
 
 def _table(rows: list[dict], title: str = "") -> None:
@@ -100,7 +108,7 @@ def train(model: str = typer.Option("small_cnn"), dataset: str = typer.Option("d
     from .train import TrainConfig, evaluate, fit
 
     domains = load_domains(dataset, root, seed=seed)
-    d = domains[domain]
+    d = pick(domains, domain, "--domain")
     net = zoo.create(model, num_classes=len(d.classes), in_chans=d.train.shape[0])
     fit(net, d.train, d.val, TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed))
     save_checkpoint(out, net, metadata={"domain": d.name, "dataset": dataset})
@@ -114,14 +122,11 @@ def eval_(checkpoint: Path, dataset: str = typer.Option("driftfmnist"), root: Op
 
     Example: shiftkit eval runs/m.safetensors --dataset driftfmnist
     """
-    from . import models as zoo
-    from .checkpoints import load_checkpoint, read_metadata
+    from .checkpoints import load_checkpoint, model_from_checkpoint
     from .data import corruption_sets, load_domains
     from .train import evaluate
 
-    meta = read_metadata(checkpoint)
-    cfg = json.loads(meta.get("config", "{}"))
-    net = zoo.create(meta.get("arch", "small_cnn"), **cfg)
+    net = model_from_checkpoint(checkpoint, default_arch="small_cnn")
     load_checkpoint(checkpoint, net)
     domains = load_domains(dataset, root, seed=seed)
     rows = [{"set": d.name, **{k: v for k, v in evaluate(net, d.test).items() if k != "loss"}} for d in domains]
@@ -165,7 +170,19 @@ def _one_line(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: ShiftkitError and usage errors -> one readable line on stderr, exit code 2."""
+    """Entry point: ShiftkitError and usage errors -> one readable line on stderr, exit code 2;
+    warnings print as one line each."""
+    import warnings
+
+    fmt = warnings.formatwarning
+    warnings.formatwarning = lambda msg, cat, *_a, **_k: f"shiftkit: warning: {_one_line(msg)} ({cat.__name__})\n"
+    try:
+        _main(argv)
+    finally:
+        warnings.formatwarning = fmt
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         app(args=argv, standalone_mode=False)
     except ShiftkitError as e:

@@ -254,6 +254,9 @@ def run_sources(merger: BaseMerger, sources: list[str | Path], *, resume: bool =
     todo = [str(s) for s in sources]
     if done != todo[:len(done)]:
         raise ConfigError(f"resume: run_dir holds sources {done}, which are not a prefix of {todo}")
+    if merger.cfg.on_bad_source == "error":  # a bad 7th source fails now, not after hours of merging the first 6
+        for s in todo[len(done):]:
+            merger.check_source(Path(s))
     for s in tqdm(todo[len(done):], desc=f"absorb ({type(merger).__name__})", leave=False, disable=None):  # quiet off a tty
         merger.absorb(s)
     return merger.finish()

@@ -68,9 +68,12 @@ def zoo_sources(zoo: str | Path, *, exclude: tuple[str | int, ...] = ()) -> tupl
     manifest_path = zoo / "zoo.json"
     if not manifest_path.is_file():
         raise ConfigError(f"{zoo}: no zoo.json (build one with `shiftkit sources`)")
-    manifest = json.loads(manifest_path.read_text())
-    keep = [e for e in manifest["sources"] if e["index"] not in exclude and e["domain"] not in exclude]
-    return zoo / manifest["base"], [zoo / e["path"] for e in keep]
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        keep = [e for e in manifest["sources"] if e["index"] not in exclude and e["domain"] not in exclude]
+        return zoo / manifest["base"], [zoo / e["path"] for e in keep]
+    except (ValueError, KeyError, TypeError) as e:  # not JSON, or not a zoo manifest
+        raise ConfigError(f"{manifest_path}: not a readable zoo manifest ({type(e).__name__}: {e})") from None
 
 
 def quick_report(domains: list[Domain], zoo: str | Path) -> list[dict]:
