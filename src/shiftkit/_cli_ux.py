@@ -190,7 +190,7 @@ def report_cmd(results_dir: Path = typer.Argument(..., help="folder with JSON re
     from .report import write_report
 
     path = write_report(results_dir, out)
-    console.print(path.read_text())
+    print(path.read_text())  # markdown as is (rich would read ![..](..) as markup)
     console.print(f"wrote {path}")
 
 

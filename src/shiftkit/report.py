@@ -140,7 +140,7 @@ def _curve_plot(by: dict[str, list[dict]], png: Path, *, title: str) -> bool:
     if not curves:
         return False
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    colors = plt.get_cmap("tab20").colors
+    colors = plt.get_cmap("tab10" if len(by) <= 10 else "tab20").colors  # distinct hues while they last
     k_max = 1
     for i, (m, v) in enumerate(sorted(by.items())):
         color = colors[i % len(colors)]
