@@ -4,7 +4,7 @@ of another arch / class count / width, unknown names, damaged manifests and chec
 import pytest
 import torch
 
-from shiftkit.bench._badopts import CliZygote, make_fixtures, run_api_cases, run_cli_case, run_cli_cases
+from shiftkit.bench._badopts import make_fixtures, run_api_cases, run_cli_case, run_cli_cases
 
 
 @pytest.fixture(scope="module")
@@ -19,12 +19,8 @@ def test_api_rejects_every_bad_option(fixtures):
     assert report["failures"] == []
 
 
-def test_cli_rejects_every_bad_option_in_one_line(fixtures):
-    runner = CliZygote(fixtures["out"].parent)
-    try:
-        report = run_cli_cases(fixtures, runner=runner)
-    finally:
-        runner.close()
+def test_cli_rejects_every_bad_option_in_one_line(fixtures, zygote):
+    report = run_cli_cases(fixtures, runner=zygote.run_cli)
     assert report["cases"] >= 35
     assert report["failures"] == []
     assert all(line.startswith("shiftkit: error: ") for line in report["stderr"].values())

@@ -9,21 +9,44 @@ import torch
 
 from shiftkit import transfer
 from shiftkit.bench._crash import TRANSFER_CFG, crash_campaign
+from shiftkit.bench._crash_prune import prune_campaign
+from shiftkit.bench._results import append_jsonl, read_jsonl
 from shiftkit.bench._tiny import tiny_domains, tiny_net, tiny_zoo
 from shiftkit.checkpoints import save_checkpoint
-from shiftkit.errors import CheckpointError
+from shiftkit.errors import CheckpointError, DataError
 
 CFG = {**TRANSFER_CFG, "initial_epochs": 1, "finetune_epochs": 1}
 
 
-def test_sigkill_anywhere_then_resume_is_bitwise_equal(tmp_path):
+def test_sigkill_anywhere_then_resume_is_bitwise_equal(tmp_path, zygote):
     report = crash_campaign(tmp_path, kills=4, seed=5, k=4, methods=("grasp", "task_arithmetic"),
-                            max_kills_per_run=3, log=lambda _: None)
+                            max_kills_per_run=3, log=lambda _: None, zygote=zygote)
     assert report["kills"] >= 4
     assert all(report["kills_by_phase"][p] >= 1 for p in ("absorb", "finetune", "write"))
     assert report["all_bitwise_equal"] and report["all_logs_equal"]
     assert report["partial_files_accepted"] == 0 and report["problems"] == []
     assert report["absorbs_lost"] == 0
+
+
+def test_sigkill_pruning_sweep_then_resume_gives_the_same_records(tmp_path, zygote):
+    report = prune_campaign(tmp_path, zygote, kills=3, seed=1, log=lambda _: None)
+    assert report["kills"] >= 3 and report["kills_by_phase"]["write"] >= 1
+    assert report["all_records_equal"] and report["records_lost"] == 0
+    assert report["partial_files_accepted"] == 0 and report["problems"] == []
+
+
+def test_torn_jsonl_tail_is_dropped_and_appends_start_clean(tmp_path):
+    """A sweep killed mid-append left a torn last line that made the resumed sweep crash (JSONDecodeError)."""
+    path = tmp_path / "runs.jsonl"
+    append_jsonl(path, {"a": 1})
+    with open(path, "ab") as f:
+        f.write(b'{"a": 2, "b": [1, 2')  # the kill
+    assert read_jsonl(path) == [{"a": 1}]
+    append_jsonl(path, {"a": 3})
+    assert read_jsonl(path) == [{"a": 1}, {"a": 3}]
+    path.write_text('{"a": 1}\nnot json\n')
+    with pytest.raises(DataError, match="line 2"):
+        read_jsonl(path)
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,7 @@ import numpy as np
 
 from ..errors import CheckpointError, ConfigError, DataError, ShiftkitError
 
-__all__ = ["make_fixtures", "api_cases", "cli_cases", "run_api_cases", "run_cli_case", "run_cli_cases", "CliZygote",
-           "cli_zygote"]
+__all__ = ["make_fixtures", "api_cases", "cli_cases", "run_api_cases", "run_cli_case", "run_cli_cases"]
 
 
 def _idx(array: np.ndarray) -> bytes:
@@ -200,66 +199,6 @@ def run_cli_case(argv: list[str], *, cwd: Path | None = None, timeout: float = 3
     r = subprocess.run([sys.executable, "-m", "shiftkit", *argv], capture_output=True, text=True, env=env,
                        timeout=timeout, stdin=subprocess.DEVNULL, cwd=cwd)
     return r.returncode, r.stderr
-
-
-def cli_zygote() -> None:
-    """Import the CLI and the library once, then fork `shiftkit.cli.main(argv)` per request line
-    ({"argv": [...], "stderr": path}) and answer {"exit": code}: the CLI's own code path, without
-    paying seconds of imports per case. Uncaught exceptions print a traceback, as the real entry point would."""
-    import traceback
-
-    import torch
-
-    from .. import cli, data, models, prune, transfer  # noqa: F401  (the heavy imports, shared by every fork)
-
-    torch.set_num_threads(1)
-    out = os.fdopen(os.dup(1), "w")
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    print(json.dumps({"ready": True}), file=out, flush=True)
-    for line in sys.stdin:
-        req = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                err = os.open(req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-                os.dup2(err, 2)
-                os.dup2(devnull, 1)
-                sys.argv = ["shiftkit", *req["argv"]]
-                cli.main(req["argv"])
-                code = 0
-            except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-            except BaseException:  # noqa: BLE001  (what an uncaught error looks like to a user)
-                traceback.print_exc()
-            finally:
-                sys.stderr.flush()
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        print(json.dumps({"exit": os.waitstatus_to_exitcode(status)}), file=out, flush=True)
-
-
-class CliZygote:
-    """Parent side of `cli_zygote`: `runner(argv) -> (exit code, stderr)` like run_cli_case, but fast."""
-
-    def __init__(self, cwd: Path) -> None:
-        self.cwd = cwd
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-        self.proc = subprocess.Popen([sys.executable, "-c", "from shiftkit.bench._badopts import cli_zygote; cli_zygote()"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=cwd)
-        if not json.loads(self.proc.stdout.readline() or "{}").get("ready"):
-            raise RuntimeError("CLI zygote did not start")
-
-    def __call__(self, argv: list[str]) -> tuple[int, str]:
-        err = self.cwd / "stderr.txt"
-        self.proc.stdin.write(json.dumps({"argv": argv, "stderr": str(err)}) + "\n")
-        self.proc.stdin.flush()
-        code = json.loads(self.proc.stdout.readline())["exit"]
-        return code, err.read_text()
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait(30)
 
 
 def run_cli_cases(f: dict[str, Path], *, runner=run_cli_case, names: set[str] | None = None) -> dict:

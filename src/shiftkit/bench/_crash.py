@@ -92,15 +92,37 @@ def child(spec: dict, emit) -> None:
     emit("done")
 
 
+def _cli_child(spec: dict) -> int:
+    """`shiftkit.cli.main(argv)` with stderr to spec["stderr"]: its exit code; an uncaught error
+    prints a traceback there, as the real entry point would."""
+    import traceback
+
+    from .. import cli
+
+    os.dup2(os.open(spec["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+    sys.argv = ["shiftkit", *spec["argv"]]
+    try:
+        cli.main(spec["argv"])
+        return 0
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:  # noqa: BLE001
+        traceback.print_exc()
+        return 1
+    finally:
+        sys.stderr.flush()
+
+
 def zygote() -> None:
     """Import everything once, then fork one child per spec line on stdin (a fresh interpreter costs
-    seconds of imports per kill). Answers `{"pid": n}` then `{"exit": code}` per child on stdout."""
+    seconds of imports per kill). Answers `{"pid": n}` then `{"exit": code}` per child on stdout.
+    Children: a transfer run (default), a pruning sweep (kind "prune"), a CLI call (kind "cli")."""
     torch.set_num_threads(1)
-    from .. import transfer  # noqa: F401  (the heavy imports, shared by every fork)
-    from ._tiny import tiny_domains
+    from .. import cli, prune, transfer  # noqa: F401  (the heavy imports, shared by every fork)
+    from . import prune as bench_prune  # noqa: F401
 
     out = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)  # nothing the library prints may reach the answer channel
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nothing the library prints may reach the answer channel
     print(json.dumps({"ready": True}), file=out, flush=True)
     for line in sys.stdin:
         spec = json.loads(line)
@@ -111,8 +133,16 @@ def zygote() -> None:
                 fifo = os.open(spec["fifo"], os.O_WRONLY)
                 emit = lambda phase: os.write(fifo, f"{phase}\n".encode())  # noqa: E731
                 try:
-                    child(spec, emit)
-                    code = 0
+                    if spec.get("kind") == "cli":
+                        code = _cli_child(spec)
+                    elif spec.get("kind") == "prune":
+                        from ._crash_prune import prune_child
+
+                        prune_child(spec, emit)
+                        code = 0
+                    else:
+                        child(spec, emit)
+                        code = 0
                 except BaseException as e:  # noqa: BLE001  (reported to the parent, then exit 1)
                     emit(f"error {type(e).__name__}: {e}".replace("\n", " "))
             finally:
@@ -132,7 +162,7 @@ class Zygote:
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         self.proc = subprocess.Popen([sys.executable, "-c", "from shiftkit.bench._crash import zygote; zygote()"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     text=True, env=env)
+                                     text=True, env=env, cwd=work)  # a CLI case that wrongly succeeds writes here
         self._answer()
 
     def _answer(self) -> dict:
@@ -172,6 +202,21 @@ class Zygote:
             raise RuntimeError(f"transfer child failed (exit {code}): {error}")
         killed = killed and code == -signal.SIGKILL  # else it finished just before the signal
         return {"killed": killed, "phases": phases, "seconds": time.monotonic() - start}
+
+    def run_cli(self, argv: list[str], *, timeout: float = 300) -> tuple[int, str]:
+        """`shiftkit ARGV` in a forked child (the CLI's own code path, imports already paid):
+        (exit code, stderr)."""
+        err = self.fifo.with_name("cli_stderr.txt")
+        self.proc.stdin.write(json.dumps({"kind": "cli", "argv": argv, "stderr": str(err), "fifo": str(self.fifo)}) + "\n")
+        self.proc.stdin.flush()
+        pid, start = self._answer()["pid"], time.monotonic()
+        with open(self.fifo) as f:
+            while select.select([f], [], [], max(0.0, start + timeout - time.monotonic()))[0]:
+                if not f.readline():
+                    break
+            else:
+                os.kill(pid, signal.SIGKILL)
+        return self._answer()["exit"], err.read_text() if err.exists() else ""
 
     def close(self) -> None:
         self.proc.stdin.close()
@@ -247,7 +292,7 @@ def _run_with_kills(zygote: Zygote, spec: dict, n_sources: int, *, rng: random.R
 
 
 def crash_campaign(work: Path, *, kills: int, seed: int = 0, k: int = 5, methods: tuple[str, ...] = ("grasp",),
-                   max_kills_per_run: int = 8, log=print) -> dict:
+                   max_kills_per_run: int = 8, log=print, zygote: Zygote | None = None) -> dict:
     """SIGKILL transfer children at >= `kills` random moments across as many runs as needed.
 
     Each run starts from an empty run dir, is killed and resumed until it completes, then its final
@@ -259,7 +304,8 @@ def crash_campaign(work: Path, *, kills: int, seed: int = 0, k: int = 5, methods
 
     work.mkdir(parents=True, exist_ok=True)
     base, sources = tiny_zoo(work / "zoo", k)
-    zygote, rng, runs, refs = Zygote(work), random.Random(seed), [], {}
+    own = zygote is None
+    zygote, rng, runs, refs = zygote or Zygote(work), random.Random(seed), [], {}
     try:
         for m in methods:
             cfg = {**TRANSFER_CFG, **({"base": str(base)} if m in ("task_arithmetic", "ties", "opcm") else {})}
@@ -285,7 +331,8 @@ def crash_campaign(work: Path, *, kills: int, seed: int = 0, k: int = 5, methods
             log(f"crash run {len(runs)} ({m}): {r['kills']} kills survived, weights bitwise equal: "
                 f"{r['bitwise_equal']}, log equal: {r['log_equal']}, partial files accepted: {len(r['problems'])}")
     finally:
-        zygote.close()
+        if own:
+            zygote.close()
     by_phase = {p: sum(r["by_phase"][p] for r in runs) for p in PHASES}
     problems = [p for r in runs for p in r["problems"]]
     return {"methods": list(methods), "sources": len(sources), "kills": sum(r["kills"] for r in runs),

@@ -8,7 +8,6 @@ so no shifted image was ever seen in training.
 """
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import time
 from contextlib import nullcontext
@@ -210,7 +209,7 @@ def _job(job: tuple) -> dict | None:
 def run(cfg: BenchConfig, jsonl: Path, *, workers: int = 1, threads: int = 1, progress=print) -> list[dict]:
     """Run every missing (seed, arm, sparsity) of `cfg`, appending to `jsonl`; returns all records."""
     jsonl.parent.mkdir(parents=True, exist_ok=True)
-    records = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()] if jsonl.exists() else []
+    records = _results.read_jsonl(jsonl)  # a torn last line (killed mid-append) is dropped
     done = {_key(r) for r in records if r.get("model") == cfg.model}
     todo = [t for t in cfg.tasks() if (t[0], t[1], round(t[2], 4)) not in done]
     progress(f"{len(done)} runs cached, {len(todo)} to go ({workers} workers x {threads} threads)")
@@ -221,8 +220,7 @@ def run(cfg: BenchConfig, jsonl: Path, *, workers: int = 1, threads: int = 1, pr
         for rec in (pool.imap_unordered(_job, jobs) if pool else map(_job, jobs)):
             if rec is None:
                 continue
-            with open(jsonl, "a") as f:
-                f.write(json.dumps(rec) + "\n")
+            _results.append_jsonl(jsonl, rec)
             records.append(rec)
             n += 1
             progress(f"[{n}/{len(todo)}] {rec['arm']} s={rec['sparsity']} seed={rec['seed']}: clean {rec['clean']:.3f} "
