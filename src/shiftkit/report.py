@@ -134,29 +134,39 @@ def _transfer(rows: list[dict], out: Path) -> str:
     return "\n".join(parts)
 
 
+_STYLES = ("-", "--", "-.", ":")
+
+
 def _curve_plot(by: dict[str, list[dict]], png: Path, *, title: str) -> bool:
-    """Lines: methods with a per-source curve; markers at K: the methods that only have a final model."""
-    curves = {m: v for m, v in by.items() if any(r.get("curve") for r in v)}
+    """Left: accuracy after each absorbed source (methods that have a per-source curve).
+    Right: final accuracy of every method, mean ± std, sorted (the baselines with no curve too)."""
+    curves = sorted(m for m, v in by.items() if any(r.get("curve") for r in v))
     if not curves:
         return False
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    colors = plt.get_cmap("tab10" if len(by) <= 10 else "tab20").colors  # distinct hues while they last
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 0.22 * len(by) + 3.6), gridspec_kw={"width_ratios": [3, 2]})
+    colors = plt.get_cmap("tab10").colors
+    color = {m: colors[i % 10] for i, m in enumerate(curves)}
     k_max = 1
-    for i, (m, v) in enumerate(sorted(by.items())):
-        color = colors[i % len(colors)]
-        if m in curves:
-            length = min(len(r["curve"]) for r in v if r.get("curve"))
-            ys = [mean_std(r["curve"][j] for r in v if r.get("curve"))[0] for j in range(length)]
-            k_max = max(k_max, length)
-            ax.plot(range(1, length + 1), ys, marker="o", ms=3, color=color, label=m,
-                    ls="--" if "last epoch" in m else "-")
-        else:
-            ax.axhline(mean_std(r["accuracy"] for r in v)[0], color=color, ls=":", lw=1.2, label=f"{m} (final)")
+    for i, m in enumerate(curves):
+        rs = [r for r in by[m] if r.get("curve")]
+        length = min(len(r["curve"]) for r in rs)
+        ys = [mean_std(r["curve"][j] for r in rs)[0] for j in range(length)]
+        k_max = max(k_max, length)
+        ax.plot(range(1, length + 1), ys, marker="o", ms=3, color=color[m], ls=_STYLES[i // 10 % 4], label=m)
     ax.set(title=title, xlabel="sources absorbed", ylabel="target test accuracy")
     ax.title.set_fontsize(9)
     ax.set_xticks(range(1, k_max + 1))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.legend(fontsize=7)
+    final = sorted(((m, mean_std(r["accuracy"] for r in v)) for m, v in by.items()), key=lambda t: t[1][0])
+    bx.barh(range(len(final)), [t[1][0] for t in final], xerr=[t[1][1] for t in final], capsize=2,
+            color=[color.get(m, "0.6") for m, _ in final])
+    bx.set_yticks(range(len(final)), [m for m, _ in final], fontsize=7)
+    lo = min(t[1][0] - t[1][1] for t in final)
+    bx.set_xlim(max(0.0, lo - 0.05), min(1.0, max(t[1][0] + t[1][1] for t in final) + 0.03))
+    bx.set(title="final accuracy (mean ± std; grey: no per-source curve)", xlabel="target test accuracy")
+    bx.title.set_fontsize(9)
+    bx.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     fig.savefig(png, dpi=120)
     plt.close(fig)
@@ -193,10 +203,12 @@ def _prune(rows: list[dict], summaries: list[dict], out: Path) -> str:
             if xs:
                 ax.errorbar([100 * x + dodge for x in xs], [stats[m][s][key][0] for s in xs],
                             yerr=[stats[m][s][key][1] for s in xs], marker="o", ms=4, capsize=3, label=m)
+        for m in (m for m in stats if set(stats[m]) == {0.0} and stats[m][0.0][key][2]):  # the dense reference
+            ax.axhline(stats[m][0.0][key][0], color="0.4", ls="--", lw=1, label=f"{m} (0%)")
         ax.set(title=f"accuracy vs sparsity: {name}", xlabel="sparsity (% of prunable weights)", ylabel="accuracy")
         ax.title.set_fontsize(10)
         ax.grid(alpha=0.3)
-    if curves:
+    if axes[1].get_legend_handles_labels()[0]:
         axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(out / "prune_accuracy_vs_sparsity.png", dpi=120)
