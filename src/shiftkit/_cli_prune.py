@@ -114,9 +114,7 @@ def bench_prune(
                          calib_per_class=calib_per_class, dataset=dataset, root=str(root) if root else None)
     jsonl = results / f"prune_{cfg.tag}_runs.jsonl"
     if report_only:
-        import json as _json
-
-        records = [_json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()] if jsonl.exists() else []
+        records = [r for r in _results.read_jsonl(jsonl) if r.get("model") == cfg.model]
     else:
         records = bp.run(cfg, jsonl, workers=workers, threads=threads, progress=console.print)
     rows = prune_report.summarize(records)
