@@ -162,7 +162,7 @@ def bench_train_speed(model: str = typer.Option("small_cnn"), epochs: int = type
 
 
 # Command groups that live beside their packages; imported last so `app` exists.
-from . import _cli_prune, _cli_transfer, _cli_ux  # noqa: E402,F401
+from . import _cli_prune, _cli_reliability, _cli_transfer, _cli_ux  # noqa: E402,F401
 
 
 def _one_line(text: str) -> str:
