@@ -78,10 +78,18 @@ def _evaluate(exp: Experiment, net, domains, clean) -> dict:
     return res
 
 
+def _index(domains, idx: int, key: str) -> int:
+    """A domain index checked against the dataset (negative counts from the end)."""
+    if not -len(domains) <= idx < len(domains):
+        raise ConfigError(f"{key}={idx}: the dataset has {len(domains)} domains ({domains[0].name} ... "
+                          f"{domains[-1].name}); use 0..{len(domains) - 1} or -1 for the last")
+    return idx % len(domains)
+
+
 def _run_train(exp: Experiment, domains, out: Path, progress: bool) -> dict:
     from .train import fit
 
-    d = domains[exp.data.domain]
+    d = domains[_index(domains, exp.data.domain, "data.domain")]
     net = _model(exp, d)
     fit_result = fit(net, d.train, d.val, _train_config(exp, progress=progress))
     save_checkpoint(exp.model_path, net, metadata={"domain": d.name, "dataset": exp.data.name})
@@ -94,8 +102,9 @@ def _run_prune(exp: Experiment, domains, out: Path, progress: bool) -> dict:
     from .train import fit
 
     m: PruneMethod = exp.method
-    d = domains[exp.data.domain]
-    calib = domains[d_i if (d_i := exp.data.calib_domain) is not None else exp.data.domain].train
+    d = domains[_index(domains, exp.data.domain, "data.domain")]
+    calib_i = exp.data.domain if exp.data.calib_domain is None else exp.data.calib_domain
+    calib = domains[_index(domains, calib_i, "data.calib_domain")].train
     if m.checkpoint:
         net = _model_from(m.checkpoint)
         load_checkpoint(m.checkpoint, net)
@@ -108,8 +117,7 @@ def _run_prune(exp: Experiment, domains, out: Path, progress: bool) -> dict:
     masks = prune.prune_model(net, crit, m.sparsity, data=calib, steps=m.steps, train=d.train, val=d.val, train_cfg=cfg)
     prune.apply(net, masks)
     fit(net, d.train, d.val, cfg)
-    report = prune.export(net, exp.model_path, metadata={"method": m.name, "dataset": exp.data.name,
-                                                                     "domain": d.name})
+    report = prune.export(net, exp.model_path, metadata={"method": m.name, "dataset": exp.data.name, "domain": d.name})
     return {"domain": d.name, "sparsity": m.sparsity, "true_sparsity": report[-1]["sparsity"],
             "layers": [{k: v for k, v in r.items() if k != "shape"} for r in report[:-1]],
             "checkpoint": str(exp.model_path), **_evaluate(exp, net, domains, d)}
@@ -127,7 +135,7 @@ def prepare(exp: Experiment, domains=None, *, exclude: tuple[int, ...] | None = 
     from .transfer.zoo import ZooConfig, build_zoo
 
     domains = domains or load_domains(exp.data.name, exp.data.root, seed=exp.data.seed)
-    target = exp.data.target % len(domains)
+    target = _index(domains, exp.data.target, "data.target")
     exclude = (target,) if exclude is None else exclude
     zoo, m = _zoo_path(exp), exp.method
     manifest = zoo / "zoo.json"
@@ -162,7 +170,7 @@ def _sources(exp: Experiment, target: int, domain, out: Path) -> tuple[str | Non
     return base, paths
 
 
-def _transfer_options(exp: Experiment, base: str | None) -> dict:
+def _transfer_options(exp: Experiment, base: str | None, progress: bool) -> dict:
     import dataclasses
 
     from .transfer import config_class
@@ -172,7 +180,7 @@ def _transfer_options(exp: Experiment, base: str | None) -> dict:
     b = exp.budget
     budget = {"initial_epochs": b.epochs, "finetune_epochs": b.epochs, "lr": b.lr, "batch_size": b.batch_size}
     opts = {k: v for k, v in budget.items() if v is not None and k in fields}
-    opts.update(seed=exp.seed, progress=True)
+    opts.update(seed=exp.seed, progress=progress)
     if "base" in fields and base:
         opts["base"] = base
     return {**opts, **method_options(m)}
@@ -184,14 +192,13 @@ def _run_transfer(exp: Experiment, domains, out: Path, progress: bool) -> dict:
     from .train import evaluate
 
     m: TransferMethod = exp.method
-    t = exp.data.target % len(domains)
+    t = _index(domains, exp.data.target, "data.target")
     target = domains[t]
     target = few_shot(target, exp.data.few_shot, seed=exp.seed) if exp.data.few_shot else target
     prepare(exp, domains)
     base, paths = _sources(exp, t, target, out)
     net = _model_from(base or paths[0])
-    opts = _transfer_options(exp, base)
-    opts["progress"] = progress
+    opts = _transfer_options(exp, base, progress)
     merger = transfer.create(m.name, net, target, run_dir=out / "transfer", **opts)
     done = merger.resume() if m.resume else []
     if done != paths[:len(done)]:

@@ -4,12 +4,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from shiftkit import models
 from shiftkit.checkpoints import load_checkpoint, read_metadata
 from shiftkit.cli import main
 from shiftkit.config import parse_experiment
+from shiftkit.errors import ConfigError
 from shiftkit.sweep import run_experiment
 
 
@@ -65,3 +67,10 @@ def test_transfer_sources_can_be_pt_files(ux_env, trained):
     r = run_experiment(parse_experiment(raw), progress=False)
     assert r["sources"] == ["s0", "s1"] and Path("runs/pt/imported/s1.safetensors").is_file()
     assert read_metadata("runs/pt/imported/s0.safetensors")["imported_from"] == "s0.pt"
+
+
+def test_domain_indices_are_checked(ux_env):
+    with pytest.raises(ConfigError, match="data.target=9: the dataset has 8 domains"):
+        run_experiment(parse_experiment({"method": {"kind": "transfer"}, "data": {"target": 9}, "out": "runs/x"}))
+    with pytest.raises(ConfigError, match="data.domain=-9"):
+        run_experiment(parse_experiment({"data": {"domain": -9}, "out": "runs/y"}))
