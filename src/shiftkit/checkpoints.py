@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -189,13 +190,16 @@ def model_from_checkpoint(path: str | os.PathLike, *, default_arch: str | None =
 def import_pt(path: str | os.PathLike) -> dict[str, Tensor]:
     """A `.pt`/`.pth` state dict, loaded with weights_only=True: a pickle cannot run code."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols > 2: noise beside the outcome
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint not found") from None
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError... on hostile or corrupt files
-        lines = [line for line in str(e).splitlines() if line.strip()] or [""]  # EOFError on an empty file: no text
-        # torch's first line suggests weights_only=False; the line naming the refused global is the useful one
-        reason = next((line for line in lines if "GLOBAL" in line), lines[0])[:200]
+        # torch's message suggests retrying with weights_only=False; show only what was refused
+        found = re.search(r"(?:Unsupported global: |unsupported )GLOBAL [\w.]+|Unsupported operand \d+", str(e))
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [""]  # EOFError: no text
+        reason = found.group(0) if found else lines[0][:200]
         raise CheckpointError(f"{path}: refused to load ({type(e).__name__}: {reason})") from e
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]

@@ -6,7 +6,7 @@ import pickle
 import pytest
 import torch
 
-from shiftkit.bench._hostile import check_hostile, hostile_files
+from shiftkit.bench._hostile import check_hostile, check_hostile_cli, hostile_files
 from shiftkit.bench._tiny import tiny_domains, tiny_net
 from shiftkit.checkpoints import import_pt, load_checkpoint
 from shiftkit.errors import CheckpointError
@@ -62,3 +62,8 @@ def test_oversized_header_claim_is_refused_without_allocating(tmp_path):
     with pytest.raises(CheckpointError, match="header too large"):
         load_checkpoint(huge, net)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_cli_refuses_hostile_files_in_one_line(tmp_path, zygote):
+    report = check_hostile_cli(tmp_path, zygote.run_cli, limit=4)
+    assert report["cli_checks"] == 16 and report["failures"] == []

@@ -152,6 +152,15 @@ def zygote() -> None:
         print(json.dumps({"exit": os.waitstatus_to_exitcode(status)}), file=out, flush=True)
 
 
+def _kill(pid: int) -> bool:
+    """SIGKILL pid; False if it already exited (the zygote reaped it)."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+        return True
+    except ProcessLookupError:
+        return False
+
+
 class Zygote:
     """Parent side of `zygote()`: run_child() forks a child, streams its phases, may SIGKILL it."""
 
@@ -182,7 +191,7 @@ class Zygote:
             while True:
                 ready, _, _ = select.select([f], [], [], max(0.0, start + timeout - time.monotonic()))
                 if not ready:
-                    os.kill(pid, signal.SIGKILL)
+                    _kill(pid)
                     raise RuntimeError(f"transfer child hung for {timeout}s")
                 line = f.readline().strip()
                 if not line:
@@ -193,8 +202,7 @@ class Zygote:
                 if kill_at and line == kill_at[0]:
                     if seen[line] == kill_at[1]:
                         time.sleep(kill_at[2])
-                        os.kill(pid, signal.SIGKILL)
-                        killed = True
+                        killed = _kill(pid)
                         break
                     seen[line] += 1
         code = self._answer()["exit"]
@@ -215,7 +223,7 @@ class Zygote:
                 if not f.readline():
                     break
             else:
-                os.kill(pid, signal.SIGKILL)
+                _kill(pid)
         return self._answer()["exit"], err.read_text() if err.exists() else ""
 
     def close(self) -> None:

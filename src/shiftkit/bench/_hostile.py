@@ -46,7 +46,7 @@ def _damaged(raw: bytes) -> dict[str, bytes]:
     """Byte-level damage to a valid file: truncations, header length lies, header garbage."""
     header, body = _split(raw)
     n = len(raw) - len(body) - 8
-    key = next(k for k in header if k != "__metadata__")
+    key = next(k for k, v in header.items() if k != "__metadata__" and v["dtype"] == "F32" and len(v["shape"]) > 1)
     out = {f"truncated_at_{k}": raw[:k] for k in (0, 1, 7, 8, 9, 8 + n // 2, 8 + n, 8 + n + 1, len(raw) // 2, len(raw) - 1)}
     out.update({f"header_len_{v:#x}": struct.pack("<Q", v) + raw[8:]
                 for v in (0, 1, n - 1, n + 1, len(raw), 1 << 32, 1 << 40, (1 << 63) - 1, (1 << 64) - 1)})
@@ -209,3 +209,24 @@ def check_hostile(folder: Path, *, merger_factory=None) -> dict:
     return {"files": sum(len(v) for v in files.values()), "safetensors_files": len(files["safetensors"]),
             "pt_files": len(files["pt"]), "reader_checks": checks, "code_executed": marker.exists(),
             "failures": failures}
+
+
+def check_hostile_cli(folder: Path, runner, *, limit: int | None = None) -> dict:
+    """`shiftkit import` and `shiftkit eval` on every hostile file: exit code != 0 and one stderr line
+    naming the file. `runner(argv) -> (exit code, stderr)`; `limit` files per kind (None = all)."""
+    from ._badopts import _judge
+
+    marker = folder / "EXECUTED"
+    files = hostile_files(folder / "files", tiny_net(0), marker)
+    out, failures, checks = folder / "imported.safetensors", [], 0
+    for path in files["safetensors"][:limit] + files["pt"][:limit]:
+        for argv in (["import", str(path), "--arch", "small_cnn", "--num-classes", "4", "--in-chans", "1", "--out", str(out)],
+                     ["eval", str(path), "--dataset", "fashion_mnist", "--root", str(folder / "no-data")]):
+            rc, err = runner(argv)
+            checks += 1
+            problem = _judge(rc, err) or (None if path.name in err else f"error does not name the file: {err.strip()[:200]}")
+            if problem:
+                failures.append({"file": path.name, "command": argv[0], "problem": problem})
+    if marker.exists() or out.exists():
+        failures.append({"file": "*", "command": "import", "problem": "code ran or a hostile file was imported"})
+    return {"cli_checks": checks, "failures": failures}

@@ -65,7 +65,7 @@ def run(*, kills: int = 24, prune_kills: int = 20, fuzz_per_format: int = 300, s
     from ._crash import Zygote, crash_campaign
     from ._crash_prune import prune_campaign
     from ._fuzz import run_fuzz
-    from ._hostile import check_hostile
+    from ._hostile import check_hostile, check_hostile_cli
     from ._tiny import tiny_domains, tiny_net
 
     torch.set_num_threads(1)
@@ -83,6 +83,8 @@ def run(*, kills: int = 24, prune_kills: int = 20, fuzz_per_format: int = 300, s
         report["hostile"], seconds["hostile"] = _section("hostile checkpoints", lambda: check_hostile(
             work / "hostile", merger_factory=lambda: transfer.create(
                 "grasp", tiny_net(2), target, run_dir=work / "hostile" / f"run{next(runs)}", initial_epochs=0)), log)
+        report["hostile_cli"], seconds["hostile_cli"] = _section("hostile checkpoints: CLI import / eval", lambda: check_hostile_cli(
+            work / "hostile_cli", zygote.run_cli), log)
         report["fuzz"], seconds["fuzz"] = _section("fuzzed datasets", lambda: run_fuzz(
             work / "fuzz", per_format=fuzz_per_format, seed=seed), log)
         fixtures = make_fixtures(work / "badopts")
@@ -113,7 +115,8 @@ def summarize(r: dict) -> dict:
         "kills_survived": ct["kills"] + cp["kills"], "kills_transfer": ct["kills"], "kills_prune_sweep": cp["kills"],
         "resumes_bitwise_equal": ct["all_bitwise_equal"] and cp["all_records_equal"],
         "partial_files_accepted": ct["partial_files_accepted"] + cp["partial_files_accepted"],
-        "hostile_files": h["files"], "hostile_reader_checks": h["reader_checks"], "hostile_accepted": len(h["failures"]),
+        "hostile_files": h["files"], "hostile_reader_checks": h["reader_checks"] + r["hostile_cli"]["cli_checks"],
+        "hostile_accepted": len(h["failures"]) + len(r["hostile_cli"]["failures"]),
         "code_executed": h["code_executed"], "fuzz_inputs": f["inputs"], "fuzz_failures": len(f["failures"]),
         "bad_options": api["cases"] + cli["cases"] + sub["cases"],
         "bad_option_failures": len(api["failures"]) + len(cli["failures"]) + len(sub["failures"]),
@@ -134,7 +137,7 @@ def render_markdown(r: dict, command: str) -> str:
         ("resumed runs bitwise equal to uninterrupted ones", ok(s["resumes_bitwise_equal"])),
         ("partially written files accepted", s["partial_files_accepted"]),
         ("torn sweep-log lines dropped on resume", cp["torn_lines_dropped"]),
-        ("hostile checkpoint files / reader checks / accepted", f"{s['hostile_files']} / {s['hostile_reader_checks']} / {s['hostile_accepted']}"),
+        ("hostile checkpoint files / reader checks (API + CLI import, eval) / accepted", f"{s['hostile_files']} / {s['hostile_reader_checks']} / {s['hostile_accepted']}"),
         ("code executed by a .pt pickle", "**yes**" if s["code_executed"] else "no"),
         ("fuzzed dataset inputs (IDX, CIFAR pickle p2 / p5, image folders)",
          f"{s['fuzz_inputs']} ({', '.join(f'{k}: {sum(v.values())}' for k, v in f['per_format'].items())})"),
@@ -171,8 +174,9 @@ Reproduce a part of it in the test suite: `pytest tests/reliability` (a few kill
   non-JSON / wrong-typed headers, offsets past the end, unknown dtypes, overflowing shapes; missing, extra,
   mis-shaped, transposed and wrong-dtype tensors, NaN / ±Inf in weights and BN buffers, wrong arch;
   `.pt` pickles whose `__reduce__` calls os.system / open / exec / eval (raw pickle and torch zip). Each is
-  given to load_checkpoint, LazyCheckpoint (every tensor), import_pt and a GRASP merger's absorb: a
-  CheckpointError naming the file, the model and run dir unchanged, the marker file never created.
+  given to load_checkpoint, LazyCheckpoint (every tensor), import_pt, a GRASP merger's absorb and the CLI's
+  `import` and `eval`: a CheckpointError (one stderr line) naming the file, the model and run dir unchanged,
+  the marker file never created.
 - **Fuzzed datasets.** A seeded mutator (bit flips, byte sets, truncation, insertion, deletion, chunk
   copies, 1/2/4-byte header field edits) over Fashion-MNIST IDX (gzip stream and payload), CIFAR-10
   pickles (protocol 2 and 5) and image folders (PNG, JPEG, BMP, GIF, TIFF, WebP, PPM; zero-byte files,
