@@ -86,3 +86,49 @@ def test_non_utf8_class_name_is_a_data_error(tmp_path):
     (tmp_path / "batches.meta").write_bytes(pickle.dumps({b"label_names": names}, protocol=2))
     with pytest.raises(DataError, match="batches.meta"):
         load_cifar(tmp_path, train=False)
+
+
+def _dds_with_unknown_flags(path):
+    """DDS bytes (PIL sniffs content, not the extension) whose pixel-format flags PIL cannot handle."""
+    import io
+    import struct
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buf, format="DDS")
+    data = bytearray(buf.getvalue())
+    data[80:84] = struct.pack("<I", 512)
+    path.write_bytes(bytes(data))
+
+
+def test_any_decoder_failure_is_a_data_error(tmp_path):
+    """NotImplementedError from PIL's DDS decoder escaped read_image for a file named .png."""
+    from shiftkit.data import load_image_folder
+
+    for cls in ("a", "b"):
+        (tmp_path / "d1" / cls).mkdir(parents=True)
+        from PIL import Image
+
+        Image.new("RGB", (8, 8)).save(tmp_path / "d1" / cls / "ok.png")
+    _dds_with_unknown_flags(tmp_path / "d1" / "b" / "x.png")
+    with pytest.raises(DataError, match="x.png.*NotImplementedError"):
+        load_image_folder(tmp_path, size=8)
+
+
+def test_decompression_bomb_image_is_refused_before_decoding(tmp_path):
+    """A 9500x9500 PNG of 11 kB (past PIL's 89M-pixel threshold) was decoded to gigabytes of RGB."""
+    from PIL import Image
+
+    from shiftkit.data._images import read_image
+
+    path = tmp_path / "bomb.png"
+    Image.new("1", (9500, 9500)).save(path)
+    tracemalloc.start()
+    try:
+        with pytest.warns(Image.DecompressionBombWarning), pytest.raises(DataError, match="9500x9500"):
+            read_image(path, size=8)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20

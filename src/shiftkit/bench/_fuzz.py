@@ -96,6 +96,9 @@ def _folder_seed(root: Path) -> None:
                 path = root / domain / cls / f"{d}{c}{i}.{ext}"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(arr).save(path, format=fmt)
+    for name, fmt in (("dds_named.png", "DDS"), ("ico_named.jpg", "ICO"), ("tga_named.bmp", "TGA")):
+        # PIL sniffs the format from the bytes: any decoder can sit behind a common extension
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(root / "2001" / "cat" / name, format=fmt)
 
 
 # ---------------------------------------------------------------- one fuzz case per format

@@ -34,8 +34,10 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", "
 # PIL decodes in C and releases the GIL, so a few threads speed up large folders.
 _THREADS = min(8, os.cpu_count() or 1)
 _THREADED_FROM = 256  # below this many files, threads cost more than they save
-# What PIL raises on a missing, truncated or corrupt file (SyntaxError: broken PNG chunks).
-_PIL_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+# PIL sniffs the format from the bytes, not the extension, and its decoders raise nearly anything on a
+# hostile file (OSError, SyntaxError for broken PNG chunks, NotImplementedError for unknown DDS flags,
+# struct.error, MemoryError...): any failure to decode one file is that file's DataError.
+_PIL_ERRORS = (Exception,)
 
 
 def natural_key(name: str) -> tuple:
@@ -73,13 +75,18 @@ def scan_classes(folder: Path, classes: Collection[str] | None = None) -> dict[s
 def read_image(path: Path, *, size: int | None = None, channels: int = 3) -> np.ndarray:
     """Decode one image to uint8 (C, H, W); resized to size x size (bilinear) when given."""
     try:
-        with Image.open(path) as img:
+        with Image.open(path) as img:  # reads the header only
+            if Image.MAX_IMAGE_PIXELS and img.width * img.height > Image.MAX_IMAGE_PIXELS:  # refuse before decoding
+                raise DataError(f"image {path} is {img.width}x{img.height} pixels, past PIL's decompression-bomb "
+                                f"limit of {Image.MAX_IMAGE_PIXELS} (raise PIL.Image.MAX_IMAGE_PIXELS if it is real)")
             img = img.convert("RGB" if channels == 3 else "L")
             if size is not None and img.size != (size, size):
                 img = img.resize((size, size), Image.Resampling.BILINEAR)
             arr = np.asarray(img, dtype=np.uint8)
+    except DataError:
+        raise
     except _PIL_ERRORS as e:
-        raise DataError(f"cannot read image {path}: {e}") from e
+        raise DataError(f"cannot read image {path}: {type(e).__name__}: {e}") from e
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (C, H, W)
 
 
