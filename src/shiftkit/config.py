@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
@@ -205,9 +206,12 @@ def _format(e: ValidationError, where: str, text: str) -> str:
 def parse_value(text: str) -> Any:
     """A command-line value as YAML reads it: 0.5 -> float, true -> bool, [0, 1] -> list, else a string."""
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
+        return float(value)  # YAML 1.1 reads 1e-3 as a string; a command line means the number
+    return value
 
 
 def apply_overrides(raw: dict, overrides: list[str] | dict[str, Any]) -> dict:

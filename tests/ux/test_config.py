@@ -78,6 +78,8 @@ def test_overrides_and_flags(tmp_path):
     with pytest.raises(ConfigError, match="unknown flag --epoch"):
         flag_overrides(["--epoch", "1"])
     assert apply_overrides({"a": {"b": 1}}, ["a.c=[1, 2]"]) == {"a": {"b": 1, "c": [1, 2]}}
+    assert flag_overrides(["--lr", "1e-3", "--root", "/data/x", "--dataset=cifar10"]) == {
+        "budget.lr": 0.001, "data.root": "/data/x", "data.name": "cifar10"}
 
 
 def _params(name: str) -> dict:
