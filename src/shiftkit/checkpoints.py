@@ -98,6 +98,8 @@ class LazyCheckpoint:
             raise CheckpointError(f"{self.path}: tensor {name!r} unreadable ({e})") from e
 
     def shape(self, name: str) -> list[int]:
+        if name not in self._keys:
+            raise CheckpointError(f"{self.path}: tensor {name!r} missing")
         return list(self._f.get_slice(name).get_shape())
 
     def close(self) -> None:

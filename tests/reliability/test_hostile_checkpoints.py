@@ -67,3 +67,12 @@ def test_oversized_header_claim_is_refused_without_allocating(tmp_path):
 def test_cli_refuses_hostile_files_in_one_line(tmp_path, zygote):
     report = check_hostile_cli(tmp_path, zygote.run_cli, limit=4)
     assert report["cli_checks"] == 16 and report["failures"] == []
+
+
+def test_lazy_shape_of_a_missing_tensor_is_a_checkpoint_error(tmp_path):
+    """LazyCheckpoint.shape let safetensors' own SafetensorError escape for an unknown name."""
+    from shiftkit.checkpoints import LazyCheckpoint, save_checkpoint
+
+    save_checkpoint(tmp_path / "a.safetensors", tiny_net(0))
+    with LazyCheckpoint(tmp_path / "a.safetensors") as ck, pytest.raises(CheckpointError, match="'nope' missing"):
+        ck.shape("nope")

@@ -27,6 +27,10 @@ BUGS_FIXED = [
                     "header could take any amount of memory; now reads the header, then at most the claimed bytes",
      "fuzz (IDX), gzip bomb"),
     ("data/cifar.py", "a non-UTF-8 class name in batches.meta escaped as UnicodeDecodeError", "fuzz (CIFAR)"),
+    ("data/_images.py", "PIL picks the decoder from the bytes, not the extension: a DDS file named .png escaped as "
+                        "NotImplementedError; any decoder failure is now the file's DataError", "fuzz (images)"),
+    ("data/_images.py", "an 11 kB PNG claiming 9500x9500 pixels was decoded (PIL only warns below 2x its bomb "
+                        "limit); now refused from the header, before any pixel is allocated", "fuzz (images), bomb"),
     ("checkpoints.py", "import_pt raised IndexError on an empty .pt (its own error message had no first line)",
      "hostile checkpoints"),
     ("checkpoints.py", "a refused pickle's message repeated torch's advice to retry with weights_only=False; "
