@@ -146,12 +146,26 @@ def bench_transfer(dataset: str = typer.Option("driftfmnist", help="driftfmnist 
     _write_section(results)
 
 
+def _memory_points(archs: list[str], ks: tuple[int, ...], fusion_caps: dict[str, int]) -> list[tuple[str, str, int]]:
+    """Priority order: the K_min/K_max ends of GRASP and fusion first, then taylor, then the K in between."""
+    lo, hi = min(ks), max(ks)
+    first = []
+    for a in archs:  # cheap, decisive points first: GRASP's two ends, fusion's growth, taylor's two ends
+        cap = fusion_caps.get(a, hi)
+        first += [(a, "grasp", lo)] + [(a, "fusion", k) for k in ks if k <= cap] + [(a, "grasp", hi)]
+        first += [(a, "grasp_taylor", lo), (a, "grasp_taylor", hi)]
+    rest = [(a, m, k) for a in archs for m in ("grasp", "grasp_taylor") for k in ks if k not in (lo, hi)]
+    return first + rest
+
+
 @bench_app.command("transfer-memory")
 def bench_transfer_memory(archs: str = typer.Option("resnet20,resnet50"), ks: str = typer.Option("2,4,8,16,32,64"),
                           fusion_max_k: str = typer.Option("resnet20=64,resnet50=16", help="fusion holds all K: cap per arch"),
                           folder: Path = typer.Option(Path("runs/bench_memory"), help="synthetic sources (deleted after)"),
                           results: Path = typer.Option(Path("benchmarks/results")), keep: bool = typer.Option(False)):
     """Peak RSS / anonymous memory vs K (fresh process per point) and GRASP's absorb overhead.
+
+    Points run in priority order and are saved one by one; a rerun skips the points already measured.
 
     Example: shiftkit bench transfer-memory --archs resnet20,resnet50 --ks 2,4,8,16,32,64
     """
@@ -161,16 +175,12 @@ def bench_transfer_memory(archs: str = typer.Option("resnet20,resnet50"), ks: st
     from .bench.transfer_memory import run_memory, run_overhead
 
     caps = {a: int(k) for a, _, k in (p.partition("=") for p in fusion_max_k.split(",") if p)}
-    rows, overhead = [], []
-    for arch in archs.split(","):
-        ks_arch = _ints(ks)
-        methods = {"grasp": max(ks_arch), "grasp_taylor": max(ks_arch), "fusion": caps.get(arch, max(ks_arch))}
-        rows += run_memory({arch: ks_arch}, methods, folder / arch, log=console.print)
-        overhead.append(run_overhead(arch, folder / arch))
-        console.print(f"{arch} absorb overhead ratio {overhead[-1]['ratio']:.2f} (taylor {overhead[-1]['ratio_taylor']:.2f})")
-        if not keep:
-            shutil.rmtree(folder / arch, ignore_errors=True)
-    cmd = _results.command_line()
-    _results.write_result(results / "transfer_memory.json", {"command": cmd, "rows": rows})
+    arch_list, cmd = archs.split(","), _results.command_line()
+    overhead = [run_overhead(arch, folder / arch) for arch in arch_list]
     _results.write_result(results / "transfer_overhead.json", {"command": cmd, "rows": overhead})
+    console.print(", ".join(f"{o['arch']} absorb overhead {o['ratio']:.2f} (taylor {o['ratio_taylor']:.2f})" for o in overhead))
+    run_memory(_memory_points(arch_list, _ints(ks), caps), folder, results / "transfer_memory.json", command=cmd,
+               log=console.print)
+    if not keep:
+        shutil.rmtree(folder, ignore_errors=True)
     _write_section(results)

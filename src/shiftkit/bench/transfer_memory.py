@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from .. import models, transfer
-from ..checkpoints import LazyCheckpoint, save_checkpoint
+from ..checkpoints import LazyCheckpoint, atomic_write_json, save_checkpoint
 from ..data import ArrayDataset, Domain
 from ..transfer._grad import alignment_batches, target_gradients
 
@@ -38,17 +38,20 @@ def _status() -> dict[str, int]:
     return out
 
 
-def _target(arch: str, n: int = 64, seed: int = 0) -> Domain:
+def _target(arch: str, n: int = 32, seed: int = 0) -> Domain:
     g = torch.Generator().manual_seed(seed)
     shape = (3, 32, 32)
     x, y = torch.rand((n, *shape), generator=g), torch.randint(0, 10, (n,), generator=g)
     ds = ArrayDataset(x, y, [str(i) for i in range(10)])
-    return Domain("synthetic", ds, ds.subset(torch.arange(16)), ds.subset(torch.arange(16)))
+    return Domain("synthetic", ds, ds.subset(torch.arange(8)), ds.subset(torch.arange(8)))
 
 
 def make_sources(arch: str, k: int, folder: Path) -> list[Path]:
     """k sources = one base + independent small perturbations (files already present are kept)."""
     folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{arch}_src{i:03d}.safetensors" for i in range(k)]
+    if all(p.is_file() for p in paths):
+        return paths
     torch.manual_seed(0)
     base = models.create(arch, num_classes=10, in_chans=3)
     state = base.state_dict()
@@ -80,23 +83,28 @@ def measure_point(arch: str, method: str, k: int, folder: str) -> dict:
             "params": sum(p.numel() for p in net.parameters())}
 
 
-def run_memory(archs: dict[str, tuple[int, ...]], methods: dict[str, int], folder: Path, *, log=print) -> list[dict]:
-    """archs: {arch: Ks}; methods: {method: largest K to run it at}. One fresh process per point."""
-    rows = []
-    for arch, ks in archs.items():
-        make_sources(arch, max(ks), folder)  # written once, outside the measured processes
-        for method, k_max in methods.items():
-            for k in (k for k in ks if k <= k_max):
-                code = ("import json,sys; from shiftkit.bench.transfer_memory import measure_point; "
-                        f"print(json.dumps(measure_point({arch!r}, {method!r}, {k}, {str(folder)!r})))")
-                res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-                rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
-                e = rows[-1]["end"]
-                log(f"{arch} {method} K={k}: peak RSS {e['VmHWM']:.0f} MiB, RssAnon {e['RssAnon']:.0f} MiB")
+def run_memory(points: list[tuple[str, str, int]], folder: Path, out: Path, *, command: str, log=print) -> list[dict]:
+    """points: (arch, method, K) in priority order; one fresh process each. `out` is rewritten after every point
+    and points already in it are not re-run, so an interrupted run keeps what it measured."""
+    old = json.loads(out.read_text()) if out.is_file() else {}
+    rows = old.get("rows", [])
+    done = {(r["arch"], r["method"], r["k"]) for r in rows}
+    for arch, method, k in points:
+        if (arch, method, k) in done:
+            continue
+        make_sources(arch, max(kk for a, _, kk in points if a == arch), folder / arch)  # once, outside the measurement
+        code = ("import json,sys; from shiftkit.bench.transfer_memory import measure_point; "
+                f"print(json.dumps(measure_point({arch!r}, {method!r}, {k}, {str(folder / arch)!r})))")
+        res = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, check=True)
+        rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
+        done.add((arch, method, k))
+        atomic_write_json(out, {"command": command, "rows": rows})
+        e = rows[-1]["end"]
+        log(f"{arch} {method} K={k}: peak RSS {e['VmHWM']:.0f} MiB, RssAnon {e['RssAnon']:.0f} MiB")
     return rows
 
 
-def run_overhead(arch: str, folder: Path, *, repeats: int = 5) -> dict:
+def run_overhead(arch: str, folder: Path, *, repeats: int = 3) -> dict:
     """Median seconds of one GRASP absorb (no fine-tuning) vs reading the checkpoint + two gradient passes."""
     torch.set_num_threads(1)
     paths = make_sources(arch, 2, folder)
