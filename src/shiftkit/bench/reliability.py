@@ -33,6 +33,7 @@ BUGS_FIXED = [
                         "limit); now refused from the header, before any pixel is allocated", "fuzz (images), bomb"),
     ("checkpoints.py", "import_pt raised IndexError on an empty .pt (its own error message had no first line)",
      "hostile checkpoints"),
+    ("checkpoints.py", "LazyCheckpoint.shape of an unknown tensor let SafetensorError escape", "hostile checkpoints"),
     ("checkpoints.py", "a refused pickle's message repeated torch's advice to retry with weights_only=False; "
                        "it now names the blocked global", "hostile checkpoints, CLI"),
     ("checkpoints.py + cli.py, _cli_prune.py, _cli_transfer.py", "garbage 'config' metadata in a checkpoint crashed "
