@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from shiftkit import models
 from shiftkit.checkpoints import load_checkpoint, read_metadata
 from shiftkit.cli import main
 from shiftkit.config import parse_experiment
 from shiftkit.errors import ConfigError
+from shiftkit.interop import export_checkpoint
 from shiftkit.sweep import run_experiment
 
 
@@ -45,6 +47,15 @@ def test_run_transfer_builds_zoo_and_records_curve(ux_env):
     assert r["sources"] == [f"source_bin{i}" for i in range(6, -1, -1)]  # reverse temporal order, target left out
     assert [c["k"] for c in r["curve"]] == [1, 2, 3, 4, 5, 6, 7, 7] and r["curve"][-1]["source"] == "final"
     assert r["target"] == "bin7" and len(r["records"]) == 7 and Path("runs/g/zoo/zoo.json").is_file()
+    # the merged model, exported, loads into a plain torch module with load_file + load_state_dict
+    export_checkpoint(r["checkpoint"], "merged.safetensors")
+    plain = models.create("small_cnn", num_classes=10, in_chans=1, width=8)
+    plain.load_state_dict(load_file("merged.safetensors"), strict=True)
+    merged = models.create("small_cnn", num_classes=10, in_chans=1, width=8)
+    load_checkpoint(r["checkpoint"], merged)
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(plain.eval()(x), merged.eval()(x))
     # a deferred method (merge all, then fine-tune) has no per-source curve, only the final point
     raw["method"]["name"], raw["method"]["options"], raw["out"] = "fusion", {}, "runs/f"
     raw["method"]["zoo"] = "runs/g/zoo"
