@@ -210,11 +210,13 @@ def _run_transfer(exp: Experiment, domains, out: Path, progress: bool) -> dict:
             curve.append({"source": Path(p).stem, "k": len(merger.records), "skipped": bool(rec.get("skipped")),
                           "test_accuracy": evaluate(merger.model, target.test)["accuracy"]})
     model = merger.finish()
-    if hasattr(model, "shiftkit_arch"):
+    saved = hasattr(model, "shiftkit_arch")  # an ensemble or a peft composition is no plain model
+    if saved:
         save_checkpoint(exp.model_path, model, metadata={"domain": target.name, "method": m.name})
     res = _evaluate(exp, model, domains, target)
     curve.append({"source": "final", "k": len(merger.records), "test_accuracy": res["test"]["accuracy"]})
-    return {"target": target.name, "target_index": t, "sources": [Path(p).stem for p in paths], "curve": curve,
+    return {"target": target.name, "target_index": t, "checkpoint": str(exp.model_path) if saved else None,
+            "sources": [Path(p).stem for p in paths], "curve": curve,
             "records": merger.records, "finish": merger.finish_log, **res}
 
 
