@@ -152,8 +152,10 @@ def sweep(ctx: typer.Context, config: Path = typer.Argument(..., help="experimen
           executor: str = typer.Option("local", help="local (sequential, default) | ray (pip install 'shiftkit\\[ray]')"),
           workers: int = typer.Option(2, help="ray: parallel points (CPUs given to Ray)"),
           threads: int = typer.Option(1, help="torch threads per point (same in both executors)"),
-          report: bool = typer.Option(True, help="write report.md and plots into the sweep folder")):
-    """Run a grid of experiments (method x target x seed x model ...), locally or on Ray.
+          report: bool = typer.Option(True, help="write report.md and plots into the sweep folder"),
+          rerun: bool = typer.Option(False, help="run points again even when their result.json is there")):
+    """Run a grid of experiments (method x target x seed x model ...), locally or on Ray; points already
+    done (same config in <out>/<point>/result.json) are skipped, so a killed sweep continues.
 
     Example: shiftkit sweep examples/train.yaml --grid seed=0,1 --epochs 1 --out runs/sweep
     """
@@ -168,7 +170,7 @@ def sweep(ctx: typer.Context, config: Path = typer.Argument(..., help="experimen
         extra[key.strip()] = [parse_value(v) for v in values.split(",")]
     exps = expand_grid(exp, extra)
     console.print(f"{len(exps)} points, executor {executor}")
-    results = run_grid(exps, executor=executor, workers=workers, threads=threads)
+    results = run_grid(exps, executor=executor, workers=workers, threads=threads, rerun=rerun)
     from .checkpoints import atomic_write_json
 
     atomic_write_json(Path(exp.out) / "sweep.json", {"executor": executor, "points": [e.out for e in exps]})

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .checkpoints import atomic_write_json, load_checkpoint, read_metadata, save_checkpoint
 from .config import Experiment, PruneMethod, TransferMethod, apply_overrides, method_options, parse_experiment
-from .errors import ConfigError
+from .errors import ConfigError, ShiftkitError
 
 __all__ = ["run_experiment", "expand_grid", "run_grid", "prepare", "EXECUTORS"]
 
@@ -292,19 +292,40 @@ def _point(raw: dict, threads: int, cwd: str | None = None) -> dict:
     return run_experiment(parse_experiment(raw), progress=False)
 
 
-def run_grid(exps: list[Experiment], *, executor: str = "local", workers: int = 2, threads: int = 1) -> list[dict]:
-    """Run every experiment; returns results in grid order. Executor "local" (sequential) or "ray"."""
+def _done(raw: dict) -> dict | None:
+    """The result a finished point left (same experiment config), so a rerun sweep skips it."""
+    path = Path(raw["out"]) / "result.json"
+    try:
+        result = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+    return result if result and result.get("experiment") == raw else None
+
+
+def run_grid(exps: list[Experiment], *, executor: str = "local", workers: int = 2, threads: int = 1,
+             rerun: bool = False) -> list[dict]:
+    """Run every experiment; returns results in grid order. Executor "local" (sequential) or "ray".
+
+    Points whose <out>/result.json holds the same config are not run again unless rerun=True
+    (a killed sweep continues where it stopped).
+    """
     if executor not in EXECUTORS:
         raise ConfigError(f"executor {executor!r}; valid: {', '.join(EXECUTORS)}")
-    _prepare_all(exps)
     raws = [e.dump() for e in exps]
+    results = [None if rerun else _done(r) for r in raws]
+    todo = [i for i, r in enumerate(results) if r is None]
+    _prepare_all([exps[i] for i in todo])
     if executor == "local":
         old = torch.get_num_threads()
         try:
-            return [_point(r, threads) for r in tqdm(raws, desc="sweep", disable=None)]
+            for i in tqdm(todo, desc="sweep", disable=None):
+                results[i] = _point(raws[i], threads)
         finally:
             torch.set_num_threads(old)
-    return _run_ray(raws, workers=workers, threads=threads)
+    elif todo:
+        for i, r in zip(todo, _run_ray([raws[i] for i in todo], workers=workers, threads=threads)):
+            results[i] = r
+    return results
 
 
 def _run_ray(raws: list[dict], *, workers: int, threads: int) -> list[dict]:
@@ -325,6 +346,10 @@ def _run_ray(raws: list[dict], *, workers: int, threads: int) -> list[dict]:
             bar.update(len(done))
         bar.close()
         return ray.get(refs)
+    except ray.exceptions.RayTaskError as e:  # a user error in a point reads like one, not a remote traceback
+        if isinstance(e.cause, ShiftkitError):
+            raise e.cause from None
+        raise
     finally:
         if started:
             ray.shutdown()

@@ -48,3 +48,7 @@ def test_sweep_cli_local_writes_results_and_report(ux_env, capsys):
     assert [Path(p).name for p in points] == ["seed-0", "seed-1"]
     assert all((Path(p) / "result.json").is_file() for p in points)
     assert "Trained models" in Path("runs/sw/report.md").read_text()
+    stamp = Path(points[0], "result.json").stat().st_mtime_ns
+    Path(points[1], "result.json").unlink()  # as if the sweep had been killed before the last point
+    main(["sweep", "examples/train.yaml", "--grid", "seed=0,1", "--epochs", "1", "--width", "8", "--out", "runs/sw"])
+    assert Path(points[0], "result.json").stat().st_mtime_ns == stamp and Path(points[1], "result.json").is_file()
