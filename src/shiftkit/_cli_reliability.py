@@ -30,8 +30,9 @@ def bench_reliability(kills: int = typer.Option(24, help="SIGKILLs of multi-sour
     reliability.write_markdown(report, md, report["command"])
     s = report["summary"]
     _results.update_section("reliability", f"## Reliability\n\n`{report['command']}` -> [RELIABILITY.md](RELIABILITY.md): "
-                            f"{s['kills_survived']} kills survived, {s['hostile_files']} hostile checkpoints and "
-                            f"{s['fuzz_inputs']} fuzzed inputs refused cleanly, {s['bad_options']} bad options, "
+                            f"{s['kills_survived']} kills survived, {s['hostile_files']} hostile checkpoints refused, "
+                            f"{s['fuzz_inputs']} fuzzed inputs loaded or refused cleanly, {s['bad_options']} bad options "
+                            "refused in one line, "
                             f"data lost = {s['data_lost']}.")
     console.print(s)
     failed = {k: v for k, v in s.items() if k in ("partial_files_accepted", "hostile_accepted", "fuzz_failures",
