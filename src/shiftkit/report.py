@@ -225,7 +225,7 @@ def _memory(rows: list[dict], out: Path) -> str:
         series["anon_mib"] = "anonymous (RssAnon)"
     ks = sorted({r["K"] for r in rows})
     fig, axes = plt.subplots(1, len(series), figsize=(6.5 * len(series), 4.2), squeeze=False)
-    parts = ["## Memory vs K\n"]
+    parts = ["## Memory vs K"]
     for ax, (key, name) in zip(axes[0], series.items()):
         by = defaultdict(lambda: defaultdict(list))
         for r in rows:
@@ -238,7 +238,7 @@ def _memory(rows: list[dict], out: Path) -> str:
             ax.plot(xs, [statistics.fmean(by[m][k]) for k in xs], marker="o", label=m)
         ax.set_xscale("log", base=2)
         ax.set_xticks(ks, [str(k) for k in ks])
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, 1.08 * max(v for per in by.values() for vs in per.values() for v in vs))
         ax.set(title=f"{name} vs number of sources K", xlabel="K (sources, log scale)", ylabel=f"{name} (MiB)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
