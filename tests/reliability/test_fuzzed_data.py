@@ -1,4 +1,4 @@
-"""Fuzzed IDX, CIFAR-pickle and image-folder inputs: only shiftkit errors or valid loads, no hang,
+"""Fuzzed IDX, CIFAR-pickle, image-folder, Tiny ImageNet and Yearbook inputs: only shiftkit errors or valid loads, no hang,
 no memory blow-up (the worker's address space is capped). The full count runs in
 `shiftkit bench reliability`; here a few hundred, plus regressions for what the fuzzer found."""
 import gzip
@@ -30,8 +30,8 @@ def test_cases_are_reproducible(tmp_path):
 
 
 def test_fuzzed_inputs_raise_only_shiftkit_errors(tmp_path):
-    report = run_fuzz(tmp_path, per_format=60, seed=1, timeout=30, cap_mib=1024)
-    assert report["inputs"] == 60 * len(FORMATS)
+    report = run_fuzz(tmp_path, per_format=50, seed=1, timeout=30, cap_mib=1024)
+    assert report["inputs"] == 50 * len(FORMATS) >= 300
     assert report["failures"] == []
     for fmt, counts in report["per_format"].items():
         assert counts.get("rejected", 0) > 0, fmt  # the mutations do reach the checks

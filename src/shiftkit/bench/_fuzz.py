@@ -101,6 +101,51 @@ def _folder_seed(root: Path) -> None:
         Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(root / "2001" / "cat" / name, format=fmt)
 
 
+def _tiny_imagenet_seed(root: Path) -> None:
+    from PIL import Image
+
+    rng, folder = np.random.default_rng(3), root / "tiny-imagenet-200"
+    wnids = ["n01443537", "n01629819"]
+    (folder / "val" / "images").mkdir(parents=True)
+    (folder / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    (folder / "words.txt").write_text("n01443537\tgoldfish\nn01629819\tsalamander\n")
+    ann = []
+    for c, w in enumerate(wnids):
+        (folder / "train" / w / "images").mkdir(parents=True)
+        for i in range(3):
+            img = Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+            img.save(folder / "train" / w / "images" / f"{w}_{i}.JPEG", format="JPEG")
+            img.save(folder / "val" / "images" / f"val_{c}{i}.JPEG", format="JPEG")
+            ann.append(f"val_{c}{i}.JPEG\t{w}\t0\t0\t15\t15")
+    (folder / "val" / "val_annotations.txt").write_text("\n".join(ann) + "\n")
+
+
+def _yearbook_seed(root: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(4)
+    for g in ("F", "M"):
+        (root / g).mkdir(parents=True)
+        for i, year in enumerate((1925, 1941, 1955, 1968, 1975, 1987, 1995, 2008)):
+            Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(
+                root / g / f"{year}_Ohio_Cleveland_Central_{i}-1.png")
+
+
+def _mutate_tree(root: Path, rng: random.Random) -> None:
+    """Any file of the tree: corrupt its bytes (text lists and images alike), empty it, delete it or rename it."""
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    target = rng.choice(files)
+    how = rng.choice(("bytes", "bytes", "bytes", "zero", "delete", "rename"))
+    if how == "bytes":
+        target.write_bytes(mutate(target.read_bytes(), rng, header=64))
+    elif how == "zero":
+        target.write_bytes(b"")
+    elif how == "delete":
+        target.unlink()
+    else:
+        target.rename(target.with_name(rng.choice(("0000_x.png", "abcd.png", "9999_y.png", ".hidden.png", "x.JPEG"))))
+
+
 # ---------------------------------------------------------------- one fuzz case per format
 
 def _mutate_idx(root: Path, rng: random.Random) -> None:
@@ -160,12 +205,28 @@ def _load_folder(root: Path) -> None:
     load_image_folder(root, size=8)
 
 
+def _load_tiny_imagenet(root: Path) -> None:
+    from ..data import load_tiny_imagenet
+
+    load_tiny_imagenet(root, split="train", size=8)
+    load_tiny_imagenet(root, split="val", size=8)
+
+
+def _load_yearbook(root: Path) -> None:
+    from ..data import load_yearbook
+
+    load_yearbook(root, task="grasp", size=8)
+    load_yearbook(root, task="gender", size=8)
+
+
 # name -> (seed writer, mutator, loader)
 FORMATS = {
     "idx": (_idx_seed, _mutate_idx, _load_idx),
     "cifar_p2": (lambda r: _cifar_seed(r, 2), _mutate_cifar, _load_cifar),
     "cifar_p5": (lambda r: _cifar_seed(r, 5), _mutate_cifar, _load_cifar),
     "folder": (_folder_seed, _mutate_folder, _load_folder),
+    "tiny_imagenet": (_tiny_imagenet_seed, _mutate_tree, _load_tiny_imagenet),
+    "yearbook": (_yearbook_seed, _mutate_tree, _load_yearbook),
 }
 
 

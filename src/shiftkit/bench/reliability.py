@@ -144,7 +144,7 @@ def render_markdown(r: dict, command: str) -> str:
         ("torn sweep-log lines dropped on resume", cp["torn_lines_dropped"]),
         ("hostile checkpoint files / reader checks (API + CLI import, eval) / accepted", f"{s['hostile_files']} / {s['hostile_reader_checks']} / {s['hostile_accepted']}"),
         ("code executed by a .pt pickle", "**yes**" if s["code_executed"] else "no"),
-        ("fuzzed dataset inputs (IDX, CIFAR pickle p2 / p5, image folders)",
+        ("fuzzed dataset inputs (IDX, CIFAR pickle p2 / p5, image folders, Tiny ImageNet, Yearbook)",
          f"{s['fuzz_inputs']} ({', '.join(f'{k}: {sum(v.values())}' for k, v in f['per_format'].items())})"),
         ("fuzz: non-shiftkit exceptions / hangs / crashes", s["fuzz_failures"]),
         ("bad options tried (API / CLI forked / CLI `python -m shiftkit`)",
@@ -184,8 +184,10 @@ Reproduce a part of it in the test suite: `pytest tests/reliability` (a few kill
   the marker file never created.
 - **Fuzzed datasets.** A seeded mutator (bit flips, byte sets, truncation, insertion, deletion, chunk
   copies, 1/2/4-byte header field edits) over Fashion-MNIST IDX (gzip stream and payload), CIFAR-10
-  pickles (protocol 2 and 5) and image folders (PNG, JPEG, BMP, GIF, TIFF, WebP, PPM; zero-byte files,
-  emptied class folders, non-images, folders named like images). Loaded in a worker whose address space is
+  pickles (protocol 2 and 5), image folders (PNG, JPEG, BMP, GIF, TIFF, WebP, PPM, and DDS / ICO / TGA
+  behind common extensions; zero-byte files, emptied class folders, non-images, folders named like images),
+  Tiny ImageNet (wnids / words / annotation text and JPEGs) and Yearbook trees (images, deleted and renamed
+  files: no year, year 0000 / 9999). Loaded in a worker whose address space is
   capped at +{f['memory_cap_mib']} MiB, {f['timeout_s']:.0f} s per input: only ShiftkitError subclasses or valid loads.
 - **Bad options.** τ outside [-1, 1] (and NaN), sparsity outside [0, 1), empty source lists, sources of
   another arch / class count / width, missing sources, damaged zoo manifests, unknown method / criterion /
