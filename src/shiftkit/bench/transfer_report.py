@@ -65,6 +65,23 @@ def _main_table(rows: list[dict], methods: list[str]) -> list[str]:
     return lines
 
 
+def _summary(rows: list[dict], methods: list[str]) -> str:
+    """One generated sentence: the winner, GRASP's rank, GRASP vs copy-all, how much GRASP copied."""
+    every_order = [m for m in methods if len({r["order"] for r in rows if r["method"] == m}) > 1]
+    mean = {m: statistics.fmean(r["accuracy"] for r in rows if r["method"] == m) for m in every_order}
+    ranked = sorted(mean, key=mean.get, reverse=True)
+    if REF not in mean:
+        return ""
+    text = (f"**Summary (generated, methods run on every order):** top = {ranked[0]} ({100 * mean[ranked[0]]:.1f}%); "
+            f"GRASP ranks {ranked.index(REF) + 1}/{len(ranked)} ({100 * mean[REF]:.1f}%)")
+    if "sequential_all" in mean:
+        text += f"; GRASP − sequential_all = {100 * (mean[REF] - mean['sequential_all']):+.1f} pts"
+    fr = [f for r in rows if r["method"] == REF and "reused_from_order" not in r for f in r["fraction_transferred"][1:]]
+    if fr:
+        text += f"; GRASP copied {100 * statistics.fmean(fr):.1f}% of the parameters per later absorb"
+    return text + "."
+
+
 def _breakdown(rows: list[dict], methods: list[str], field: str, values: list) -> list[str]:
     lines = [f"| method | {' | '.join(f'{field}={v}' for v in values)} |", "|---|" + "---|" * len(values)]
     for m in methods:
@@ -136,6 +153,7 @@ def accuracy_section(results: list[dict], plot_dir: Path) -> str:
             out += ["", f"#### {dataset}, {shots} target images (val {sub[0]['n_val']}, test ≥ {n_test}), targets {targets}, "
                     f"seeds {sorted({r['seed'] for r in sub})}", ""]
             out += _main_table(best, methods)
+            out += ["", _summary(best, methods)]
             key = ["grasp", "grasp_taylor", "grasp_valgate", "sequential_all", "sequential_none", "best_single_source", "fusion"]
             key = [m for m in key if m in methods]
             out += ["", "Accuracy % by source order:", ""] + _breakdown(best, key, "order", ["temporal", "reverse", "random"])
