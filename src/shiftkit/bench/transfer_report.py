@@ -128,7 +128,7 @@ def _curves(rows: list[dict], plot: Path, title: str) -> None:
         std = [statistics.pstdev([c[i] for c in curves]) for i in range(n)]
         series[m] = (list(range(1, n + 1)), mean, std if m == REF else None)
     if series:
-        line_plot(series, plot, title=title, xlabel="sources absorbed", ylabel="target accuracy (2,000 test images)")
+        line_plot(series, plot, title=title, xlabel="sources absorbed", ylabel="target accuracy (500-image test subsample, seed 0)")
 
 
 def accuracy_section(results: list[dict], plot_dir: Path) -> str:
