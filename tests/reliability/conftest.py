@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from shiftkit.bench._crash import Zygote
+from shiftkit.bench._zygote import Zygote
 
 
 @pytest.fixture(scope="session")

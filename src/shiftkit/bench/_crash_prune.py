@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._crash import PHASES, Zygote, _durations
+from ._crash import _durations
+from ._zygote import PHASES, Zygote
 
 __all__ = ["prune_child", "prune_campaign", "TINY_SWEEP"]
 

@@ -67,10 +67,11 @@ def run(*, kills: int = 24, prune_kills: int = 20, fuzz_per_format: int = 300, s
     from .. import transfer
     from ._badopts import make_fixtures, run_api_cases, run_cli_case, run_cli_cases
     from ._concurrency import concurrent_writers
-    from ._crash import Zygote, crash_campaign
+    from ._crash import crash_campaign
     from ._crash_prune import prune_campaign
     from ._fuzz import run_fuzz
     from ._hostile import check_hostile, check_hostile_cli
+    from ._zygote import Zygote
     from ._tiny import tiny_domains, tiny_net
 
     torch.set_num_threads(1)
