@@ -80,7 +80,7 @@ def transfer(method: str = typer.Option("grasp", help="see `shiftkit transfer-me
     base, paths = tr.zoo_sources(sources, exclude=(target,))
     domain = pick(load_domains(dataset, root, seed=0), target, "--target")
     domain = cap(domain, few_shot, seed=seed) if few_shot else domain
-    cfg = {"seed": seed, **_parse_sets(set_), **({} if tau is None else {"tau": tau})}
+    cfg = {"seed": seed, "progress": True, **_parse_sets(set_), **({} if tau is None else {"tau": tau})}
     if "base" in fields:
         cfg.setdefault("base", str(base))
     net = model_from_checkpoint(base)

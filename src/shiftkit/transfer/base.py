@@ -219,7 +219,8 @@ class BaseMerger:
         if state is None or not state.is_file():
             return []
         log = _read_log(state)
-        if log["config"] != json.loads(json.dumps(asdict(self.cfg), default=str)):
+        ours = json.loads(json.dumps(asdict(self.cfg), default=str))
+        if {k: v for k, v in log["config"].items() if k != "progress"} != {k: v for k, v in ours.items() if k != "progress"}:
             raise ConfigError(f"{state}: run was made with config {log['config']}, not {asdict(self.cfg)}")
         if self.resume_from_checkpoint:
             load_checkpoint(state, self.model)
