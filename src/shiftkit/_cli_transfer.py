@@ -124,6 +124,7 @@ def bench_transfer(dataset: str = typer.Option("driftfmnist", help="driftfmnist 
                    shots: int = typer.Option(100), seeds: str = typer.Option("0,1,2"),
                    methods: str = typer.Option("", help="comma list; default all"),
                    results: Path = typer.Option(Path("benchmarks/results")),
+                   tag: str = typer.Option("", help="suffix of the result file (runs in parallel need distinct files)"),
                    report_only: bool = typer.Option(False, help="only regenerate RESULTS.md from the JSON")):
     """Transfer accuracy of every method on one dataset and shot count (paired, few-shot, leave-one-out).
 
@@ -141,7 +142,7 @@ def bench_transfer(dataset: str = typer.Option("driftfmnist", help="driftfmnist 
     if not report_only:
         cfg = AccuracyConfig(grid={dataset: {shots: _ints(targets)}}, seeds=_ints(seeds),
                              methods=tuple(m for m in methods.split(",") if m))
-        run_accuracy(cfg, results / f"transfer_accuracy_{dataset}_{shots}.json", command=_results.command_line(),
+        run_accuracy(cfg, results / f"transfer_accuracy_{dataset}_{shots}{'_' + tag if tag else ''}.json", command=_results.command_line(),
                      log=console.print)
     _write_section(results)
 
