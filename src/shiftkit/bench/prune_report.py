@@ -145,12 +145,12 @@ def render_section(results_dir: Path) -> str:
     parts = ["## Pruning: GC-Net and baselines under shift"]
     for f in sorted(results_dir.glob("prune_shift_*.json")):
         parts.append(json.loads(f.read_text())["markdown"])
+    notes = results_dir.parent / "prune_notes.md"  # hand-written reading of the tables above
+    if notes.exists():
+        parts.append(notes.read_text().strip())
     speed = results_dir / "prune_speed.json"
     if speed.exists():
         parts.append(speed_markdown(json.loads(speed.read_text())))
-    notes = results_dir.parent / "prune_notes.md"
-    if notes.exists():
-        parts.append(notes.read_text().strip())
     parts.append(CIFAR_TINY_DOCS)
     return "\n\n".join(parts)
 
