@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torchmetrics.functional.classification import multiclass_accuracy, multiclass_auroc, multiclass_f1_score
 
 __all__ = ["classification_metrics", "count_params", "sparsity", "conv_linear_flops"]
 
 
 def classification_metrics(logits: Tensor, labels: Tensor) -> dict[str, float]:
     """accuracy (micro), macro-F1 and macro one-vs-rest AUROC from logits (N, C)."""
+    # imported here: torchmetrics costs seconds at import, and most CLI commands never score anything
+    from torchmetrics.functional.classification import multiclass_accuracy, multiclass_auroc, multiclass_f1_score
+
     c = logits.shape[1]
     probs = logits.float().softmax(1)
     return {
