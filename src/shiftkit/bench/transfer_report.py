@@ -150,10 +150,19 @@ def accuracy_section(results: list[dict], plot_dir: Path) -> str:
             methods = list(dict.fromkeys(r["method"] for r in best))
             targets = sorted({r["target"] for r in best})
             n_test = min(r["n_test"] for r in sub if "n_test" in r)
+            seeds_of = {t: {r["seed"] for r in best if r["target"] == t} for t in targets}
+            all_seeds = set().union(*seeds_of.values())
             out += ["", f"#### {dataset}, {shots} target images (val {sub[0]['n_val']}, test ≥ {n_test}), targets {targets}, "
-                    f"seeds {sorted({r['seed'] for r in sub})}", ""]
-            out += _main_table(best, methods)
-            out += ["", _summary(best, methods)]
+                    f"seeds per target { {t: sorted(v) for t, v in seeds_of.items()} }"]
+            balanced = [t for t in targets if seeds_of[t] == all_seeds]
+            common = set.intersection(*seeds_of.values())
+            tables = [(balanced, all_seeds)] if len(all_seeds) > 1 and balanced else []
+            if len(targets) > len(balanced) or not tables:
+                tables.append((targets, common))
+            for tg, sd in tables:
+                part = [r for r in best if r["target"] in tg and r["seed"] in sd]
+                out += ["", f"Targets {tg}, seeds {sorted(sd)}:", ""] + _main_table(part, methods)
+                out += ["", _summary(part, methods)]
             key = ["grasp", "grasp_taylor", "grasp_valgate", "sequential_all", "sequential_none", "best_single_source", "fusion"]
             key = [m for m in key if m in methods]
             out += ["", "Accuracy % by source order:", ""] + _breakdown(best, key, "order", ["temporal", "reverse", "random"])
