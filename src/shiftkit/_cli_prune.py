@@ -117,13 +117,16 @@ def bench_prune(
         records = [r for r in _results.read_jsonl(jsonl) if r.get("model") == cfg.model]
     else:
         records = bp.run(cfg, jsonl, workers=workers, threads=threads, progress=console.print)
+    command = _results.command_line()
+    summary = results / f"prune_shift_{cfg.tag}.json"
+    if report_only and summary.exists():  # the tables keep naming the command that ran the benchmark
+        command = json.loads(summary.read_text()).get("command", command)
     rows = prune_report.summarize(records)
     prefix = results / f"prune_{cfg.tag}"
     plots = prune_report.write_plots(rows, prefix, prune_report.FULL_ARMS)
     hp = prune_report.hybrid_plot(rows, prefix, cfg.core_sparsities[-1])
-    md = prune_report.shift_markdown(records, bp.config_dict(cfg), _results.command_line(), cfg.tag, plots + ([hp] if hp else []))
-    _results.write_result(results / f"prune_shift_{cfg.tag}.json",
-                          {"config": bp.config_dict(cfg), "command": _results.command_line(), "rows": rows, "markdown": md})
+    md = prune_report.shift_markdown(records, bp.config_dict(cfg), command, cfg.tag, plots + ([hp] if hp else []))
+    _results.write_result(summary, {"config": bp.config_dict(cfg), "command": command, "rows": rows, "markdown": md})
     prune_report.update_results_md(results)
     console.print(md, markup=False)
 

@@ -203,8 +203,9 @@ def shift_markdown(records: list[dict], cfg: dict, command: str, tag: str, plots
         "#### Dense reference (unpruned, not fine-tuned)", table(rows, arms=["dense"]),
         "#### All sparsities (main arms)", table(rows, arms=FULL_ARMS),
         f"#### Every arm and control at sparsity {', '.join(map(str, core))}", table(rows, sparsities=list(core)),
-        "With keep_first, `gcnet_hybrid1` is pure GC-Net (its magnitude part is the dense first layer) and, with "
-        "keep_last, `gcnet_hybrid4` on small_cnn's 5 layers is global magnitude: the sweep's informative points are 2 and 3.",
+        "With keep_first, `gcnet_hybrid1` is pure GC-Net (its magnitude part is the dense first layer)"
+        + (" and, with keep_last, `gcnet_hybrid4` on small_cnn's 5 layers is global magnitude: the sweep's "
+           "informative points are 2 and 3." if tag.startswith("small_cnn") else "."),
         findings(rows),
         f"#### Severity sweep at sparsity {core[-1]} (accuracy %, mean over seeds; corruption columns average the "
         "corruption kinds)", severity_table(records, core[-1], SEVERITY_ARMS), imgs])
