@@ -62,7 +62,9 @@ ARMS: dict[str, Arm] = {a.name: a for a in [  # in priority order (a cut-short r
     _arm("gcnet_layerwise", "gcnet", full=False, scope="layerwise"),
     _arm("gcnet_parent", "gcnet", full=False, reading="parent"),
     _arm("dense", "none", full=False),                                # the unpruned net, no fine-tuning
+    _arm("dense_ft", "finetune_only", full=False),                    # unpruned, fine-tuned like the arms
 ]}
+_UNPRUNED = ("none", "finetune_only")
 
 
 @dataclass(frozen=True)
@@ -96,9 +98,10 @@ class BenchConfig:
         every arm at the core sparsities first, then the main arms from the highest sparsity down
         (all seeds of one sparsity together: the paired differences need them)."""
         levels = list(self.core_sparsities) + sorted(set(self.sparsities) - set(self.core_sparsities), reverse=True)
-        runs = [(seed, a, s) for s in levels for seed in self.seeds for a in self.arms if a != "dense"
+        unpruned = [a for a in self.arms if ARMS[a].method in _UNPRUNED]
+        runs = [(seed, a, s) for s in levels for seed in self.seeds for a in self.arms if a not in unpruned
                 and (s in self.core_sparsities or ARMS[a].full_grid)]
-        return runs + [(seed, "dense", 0.0) for seed in self.seeds if "dense" in self.arms]
+        return runs + [(seed, a, 0.0) for a in unpruned for seed in self.seeds]
 
 
 class _Data:
@@ -176,7 +179,7 @@ def run_one(cfg: BenchConfig, seed: int, arm_name: str, sparsity: float) -> dict
     data, arm = _data(cfg), ARMS[arm_name]
     net = dense_model(cfg, seed)
     t0 = time.perf_counter()
-    if arm.method != "none":
+    if arm.method not in _UNPRUNED:
         prune.apply(net, _masks(cfg, arm, net, sparsity, seed, data))
     t_prune = time.perf_counter() - t0
     before = _accuracy(net, data.subset(data.test, 1000, 0))

@@ -200,7 +200,8 @@ def shift_markdown(records: list[dict], cfg: dict, command: str, tag: str, plots
     imgs = " ".join(f"![{p.stem}](results/{p.name})" for p in plots)
     return "\n\n".join([
         f"### Under shift: {tag}", f"`{command}`", protocol,
-        "#### Dense reference (unpruned, not fine-tuned)", table(rows, arms=["dense"]),
+        "#### Dense references (unpruned; `dense_ft` fine-tuned with the same budget as every pruned arm)",
+        table(rows, arms=["dense", "dense_ft"]),
         "#### All sparsities (main arms)", table(rows, arms=FULL_ARMS),
         f"#### Every arm and control at sparsity {', '.join(map(str, core))}", table(rows, sparsities=list(core)),
         "With keep_first, `gcnet_hybrid1` is pure GC-Net (its magnitude part is the dense first layer)"
