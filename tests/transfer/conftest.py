@@ -8,20 +8,9 @@ import pytest
 import torch
 
 from shiftkit import models
-from shiftkit.data import ArrayDataset, Domain, split_domain
+from shiftkit.data import Domain
 from shiftkit.transfer import ZooConfig, build_zoo, zoo_sources
-
-CLASSES = ["a", "b", "c", "d"]
-
-
-def make_domain(name: str, shift: float, *, n: int = 96, seed: int = 0) -> Domain:
-    """4 classes of 12x12 prototypes plus noise; `shift` brightens and flips part of the image."""
-    protos = torch.rand((4, 1, 12, 12), generator=torch.Generator().manual_seed(123))
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % 4
-    x = protos[labels] + 0.25 * torch.randn((n, 1, 12, 12), generator=g) + shift
-    x[..., :6] = x[..., :6].flip(-2) if shift > 0.15 else x[..., :6]
-    return split_domain(name, ArrayDataset(x.clamp(0, 1), labels, CLASSES), fractions=(0.5, 0.25, 0.25), seed=seed)
+from transfer_fixtures import make_domain
 
 
 @dataclass
@@ -45,5 +34,3 @@ def zoo(tmp_path_factory) -> Zoo:
     base, sources = zoo_sources(out)
     return Zoo(domains, domains[4], base, sources)
 
-
-FAST = {"initial_epochs": 1, "finetune_epochs": 1, "batch_size": 16}

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from shiftkit.cli import app, main
 from shiftkit.data import DATASETS, register_dataset
 
-from conftest import make_domain
+from transfer_fixtures import make_domain
 
 if "tiny_transfer" not in DATASETS:
     @register_dataset("tiny_transfer")

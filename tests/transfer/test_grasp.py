@@ -12,7 +12,7 @@ from shiftkit.checkpoints import save_checkpoint
 from shiftkit.data import ArrayDataset
 from shiftkit.transfer import grasp as grasp_mod
 
-from conftest import FAST
+from transfer_fixtures import FAST
 
 NO_TRAIN = {"initial_epochs": 0, "finetune_epochs": 0, "batch_size": 10_000}  # one batch = all target train
 

@@ -10,7 +10,7 @@ from shiftkit.checkpoints import LazyCheckpoint
 from shiftkit.transfer.opcm import project_out
 from shiftkit.transfer.ties import ties_combine
 
-from conftest import FAST
+from transfer_fixtures import FAST
 
 
 def test_pearl_uses_peft_lora_and_learns_only_the_composition(zoo):

@@ -9,7 +9,7 @@ import torch
 from shiftkit import transfer
 from shiftkit.train import predict_logits
 
-from conftest import FAST
+from transfer_fixtures import FAST
 
 
 def _cfg(name: str, zoo) -> dict:

@@ -9,7 +9,7 @@ import torch
 from shiftkit import CheckpointError, ConfigError, models, transfer
 from shiftkit.checkpoints import LazyCheckpoint, model_metadata, save_checkpoint
 
-from conftest import FAST
+from transfer_fixtures import FAST
 
 
 def _state(path):
