@@ -1,10 +1,13 @@
-"""Classification and model metrics: accuracy, macro-F1, AUROC (torchmetrics), params, sparsity, FLOPs."""
+"""Classification and model metrics: accuracy, macro-F1, AUROC (torchmetrics), params, FLOPs.
+
+Per-layer sparsity lives in one place: `shiftkit.prune.masks.sparsity_report`.
+"""
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["classification_metrics", "count_params", "sparsity", "conv_linear_flops"]
+__all__ = ["classification_metrics", "count_params", "conv_linear_flops"]
 
 
 def classification_metrics(logits: Tensor, labels: Tensor) -> dict[str, float]:
@@ -23,14 +26,6 @@ def classification_metrics(logits: Tensor, labels: Tensor) -> dict[str, float]:
 
 def count_params(model: nn.Module, *, nonzero: bool = False) -> int:
     return sum(int((p != 0).sum()) if nonzero else p.numel() for p in model.parameters())
-
-
-def sparsity(model: nn.Module, *, weights_only: bool = True) -> float:
-    """Fraction of zeros among the weights of Conv/Linear layers (or among all parameters)."""
-    tensors = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))] if weights_only else list(model.parameters())
-    total = sum(t.numel() for t in tensors)
-    zeros = sum(int((t == 0).sum()) for t in tensors)
-    return zeros / max(total, 1)
 
 
 def conv_linear_flops(model: nn.Module, input_shape: tuple[int, int, int], *, nonzero: bool = False) -> int:
