@@ -123,13 +123,14 @@ def bench_transfer(dataset: str = typer.Option("driftfmnist", help="driftfmnist 
                    targets: str = typer.Option("7,3,5,1", help="target bins, most important first"),
                    shots: int = typer.Option(100), seeds: str = typer.Option("0,1,2"),
                    methods: str = typer.Option("", help="comma list; default all"),
+                   model: str = typer.Option("small_cnn", help="architecture of the zoo (its own base and sources)"),
                    results: Path = typer.Option(Path("benchmarks/results")),
                    tag: str = typer.Option("", help="suffix of the result file (runs in parallel need distinct files)"),
                    report_only: bool = typer.Option(False, help="only regenerate RESULTS.md from the JSON")):
     """Transfer accuracy of every method on one dataset and shot count (paired, few-shot, leave-one-out).
 
-    Each (dataset, shots) writes benchmarks/results/transfer_accuracy_<dataset>_<shots>.json; the RESULTS.md
-    section is rebuilt from all of them.
+    Each (dataset, shots, model) writes benchmarks/results/transfer_accuracy_<dataset>_<shots>[_<model>].json;
+    the RESULTS.md section is rebuilt from all of them.
 
     Example: shiftkit bench transfer --dataset driftfmnist --targets 7,3,5,1 --shots 100 --seeds 0,1,2
     """
@@ -141,8 +142,9 @@ def bench_transfer(dataset: str = typer.Option("driftfmnist", help="driftfmnist 
     warnings.filterwarnings("ignore", module="torchmetrics")
     if not report_only:
         cfg = AccuracyConfig(grid={dataset: {shots: _ints(targets)}}, seeds=_ints(seeds),
-                             methods=tuple(m for m in methods.split(",") if m))
-        run_accuracy(cfg, results / f"transfer_accuracy_{dataset}_{shots}{'_' + tag if tag else ''}.json", command=_results.command_line(),
+                             methods=tuple(m for m in methods.split(",") if m), model=model)
+        suffix = "".join(f"_{x}" for x in (model if model != "small_cnn" else "", tag) if x)
+        run_accuracy(cfg, results / f"transfer_accuracy_{dataset}_{shots}{suffix}.json", command=_results.command_line(),
                      log=console.print)
     _write_section(results)
 

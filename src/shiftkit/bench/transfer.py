@@ -45,7 +45,8 @@ class AccuracyConfig:
     orders: tuple[str, ...] = ("temporal", "reverse", "random")
     seeds: tuple[int, ...] = (0, 1, 2)
     methods: tuple[str, ...] = ()                   # () = every registered method
-    all_order_methods: tuple[str, ...] = ("grasp", "sequential_all", "sequential_none", "opcm")  # others: temporal only
+    # order-dependent methods run on every order; the other GRASP variants (≈ grasp, or gated shut) temporal only
+    all_order_methods: tuple[str, ...] = ("grasp", "grasp_taylor", "sequential_all", "sequential_none", "opcm")
     last_epoch_methods: tuple[str, ...] = ("grasp", "sequential_all", "sequential_none")
     model: str = "small_cnn"
     test_images: int = 3000                         # test pool per target (DESIGN: >= 3,000 so a point is not noise)
@@ -122,9 +123,10 @@ def run_accuracy(cfg: AccuracyConfig, out: Path, *, command: str, log=print) -> 
     torch.set_num_threads(1)
     old = json.loads(out.read_text()) if out.is_file() else {}
     rows = old.get("rows", [])
-    commands = [c for c in old.get("commands", [old["command"]] if old else []) if c != command] + [command]
-    fields = ("dataset", "target", "shots", "seed", "order", "method", "select")
-    done = {tuple(r[f] for f in fields): r for r in rows}
+    earlier = old.get("commands") or ([old["command"]] if "command" in old else [])  # older files: one "command"
+    commands = [c for c in earlier if c != command] + [command]
+    fields = ("dataset", "model", "target", "shots", "seed", "order", "method", "select")
+    done = {tuple(r.get(f, "small_cnn") for f in fields): r for r in rows}  # rows before "model" existed: small_cnn
     methods = cfg.methods or tuple(transfer.names())
     t_start, domains = time.perf_counter(), {}
     for dataset, shots, target_idx in _units(cfg):
@@ -143,11 +145,11 @@ def run_accuracy(cfg: AccuracyConfig, out: Path, *, command: str, log=print) -> 
                 for method in methods:
                     last = method in cfg.last_epoch_methods and order == cfg.orders[0]  # last-epoch runs: first order
                     for select in ("best_val", "last") if last else ("best_val",):
-                        key = (dataset, target_idx, shots, seed, order, method, select)
+                        key = (dataset, cfg.model, target_idx, shots, seed, order, method, select)
                         if key in done or (order != cfg.orders[0] and method not in cfg.all_order_methods + ORDER_INVARIANT):
                             continue
                         if method in ORDER_INVARIANT and order != cfg.orders[0]:
-                            twin = done[(*key[:4], cfg.orders[0], *key[5:])]
+                            twin = done[(*key[:5], cfg.orders[0], *key[6:])]
                             row = {**twin, "order": order, "reused_from_order": cfg.orders[0]}
                         else:
                             res = run_one(method, target, srcs, base, seed=seed, select=select,

@@ -135,24 +135,26 @@ def accuracy_section(results: list[dict], plot_dir: Path) -> str:
     rows = [r for res in results for r in res["rows"]]
     out = ["### Accuracy (few-shot leave-one-out targets)", "", "Commands:", "",
            *[f"    {c}" for res in results for c in res.get("commands", [res.get("command")])], "",
-           "Zoo: base small_cnn trained 5 epochs on bin 0, one source per other bin fine-tuned 3 epochs from it "
-           "(one zoo, seed 0); sources = every bin except bin 0 and the target, in temporal order. "
+           "Zoo (one per dataset and architecture, seed 0): a base trained 5 epochs on bin 0, one source per other bin "
+           "fine-tuned 3 epochs from it; sources = every bin except bin 0 and the target, in temporal order. "
            "Variants marked † ran in temporal order only (paired on those units).", "",
            "Mean ± std over seeds (each seed averaged over targets and source orders); Δ = paired difference to "
            "GRASP over (target, order, seed) units with a 95% t-interval; *wins* = units where the method beats GRASP. "
            "Orders within a seed share the few-shot sample, so the units are not independent and the intervals are optimistic; "
            "read them with the per-order and per-target tables. Order-invariant methods run once per seed and are paired with every order. Best-validation epoch within "
            "each stage unless stated. Test pool = the rest of the target bin (see n_test in the JSON)."]
-    for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        for shots in sorted({r["shots"] for r in rows if r["dataset"] == dataset}):
-            sub = [r for r in rows if r["dataset"] == dataset and r["shots"] == shots]
+    for r in rows:
+        r.setdefault("model", "small_cnn")  # rows written before the model was recorded
+    for dataset, model in dict.fromkeys((r["dataset"], r["model"]) for r in rows):
+        for shots in sorted({r["shots"] for r in rows if (r["dataset"], r["model"]) == (dataset, model)}):
+            sub = [r for r in rows if (r["dataset"], r["model"], r["shots"]) == (dataset, model, shots)]
             best = [r for r in sub if r["select"] == "best_val"]
             methods = list(dict.fromkeys(r["method"] for r in best))
             targets = sorted({r["target"] for r in best})
             n_test = min(r["n_test"] for r in sub if "n_test" in r)
             seeds_of = {t: {r["seed"] for r in best if r["target"] == t} for t in targets}
             all_seeds = set().union(*seeds_of.values())
-            out += ["", f"#### {dataset}, {shots} target images (val {sub[0]['n_val']}, test ≥ {n_test}), targets {targets}, "
+            out += ["", f"#### {dataset}, {model}, {shots} target images (val {sub[0]['n_val']}, test ≥ {n_test}), targets {targets}, "
                     f"seeds per target { {t: sorted(v) for t, v in seeds_of.items()} }"]
             balanced = [t for t in targets if seeds_of[t] == all_seeds]
             common = set.intersection(*seeds_of.values())
@@ -170,9 +172,9 @@ def accuracy_section(results: list[dict], plot_dir: Path) -> str:
             out += ["", "What the sequential methods copied:", ""] + _decisions([r for r in best if "reused_from_order" not in r])
             if any(r["select"] == "last" for r in sub):
                 out += ["", "Best-within-stage vs last-epoch selection:", ""] + _select_table(sub)
-            plot = plot_dir / f"transfer_curve_{dataset}_{shots}.png"
+            plot = plot_dir / f"transfer_curve_{dataset}_{shots}{'' if model == 'small_cnn' else '_' + model}.png"
             _curves([r for r in best if r["target"] == targets[-1] and r["order"] == "temporal"], plot,
-                    f"{dataset}, target bin{targets[-1]}, {shots} shots, temporal order")
+                    f"{dataset}, {model}, target bin{targets[-1]}, {shots} shots, temporal order")
             if plot.is_file():
                 out += ["", f"![accuracy after each source]({plot.relative_to(plot_dir.parent)})"]
     return "\n".join(out)
