@@ -65,7 +65,7 @@ def test_copies_exactly_the_tensors_with_cosine_above_tau(zoo, tmp_path):
     for k, p in merger.model.named_parameters():
         want = dict(source.named_parameters())[k] if k in expected else dict(theta.named_parameters())[k]
         assert torch.equal(p, want), k
-        assert record["scores"][k] == pytest.approx(cos[k], abs=2e-3)
+        assert record["scores"][k] == pytest.approx(cos[k], abs=1e-4), k
     for k, b in merger.model.named_buffers():  # BN statistics are not copied by default
         assert torch.equal(b, dict(theta.named_buffers())[k])
 
@@ -140,10 +140,38 @@ def test_resume_refuses_other_sources_or_config(zoo, tmp_path):
         transfer.create("grasp", zoo.model(), zoo.target, run_dir=tmp_path, tau=0.5, **FAST).resume()
 
 
-@pytest.mark.parametrize("name", ["grasp_channel", "grasp_multibatch", "grasp_valgate"])
+@pytest.mark.parametrize("name", ["grasp_channel", "grasp_multibatch", "grasp_valgate", "grasp_stagegate"])
 def test_variants_log_their_decisions(zoo, name):
     merger = transfer.create(name, zoo.model(), zoo.target, **FAST)
     transfer.run_sources(merger, zoo.sources[:2])
     r = merger.records[1]
     assert 0.0 <= r["fraction_transferred"] <= 1.0 and r["val_before"] and r["val_after"]
     assert r["stage_best_epoch"] == 0 and "scores" in r
+
+
+def test_stage_gate_reverts_exactly_the_stages_that_raise_val_loss(zoo, tmp_path):
+    """A scrambled source copied whole (τ=−1) ruins the target; the gate must restore the pre-absorb state bit for bit."""
+    merger = transfer.create("grasp", zoo.model(), zoo.target, tau=-1.0, stage_gate=True, **FAST)
+    merger.absorb(zoo.sources[0])
+    good = {k: v.clone() for k, v in merger.model.state_dict().items()}
+    state = {k: v.clone() for k, v in good.items()}
+    gen = torch.Generator().manual_seed(0)
+    for k, v in state.items():
+        if v.is_floating_point() and "running" not in k:
+            state[k] = v + 5 * v.std().nan_to_num() * torch.randn(v.shape, generator=gen)
+    bad = tmp_path / "scrambled.safetensors"
+    save_checkpoint(bad, state, metadata={"arch": "small_cnn", "num_classes": "4"})
+    r = merger.absorb(bad)
+    assert r["reverted"] and r["val_after_stage"]["loss"] > r["val_before"]["loss"]
+    after = merger.model.state_dict()
+    assert all(torch.equal(after[k], good[k]) for k in good)
+    assert r["val_after"] == r["val_before"] and r["epochs"] == FAST["finetune_epochs"]  # budget spent all the same
+    for r in [merger.absorb(s) for s in zoo.sources[1:3]]:  # the rule, on real sources either way
+        assert r["reverted"] == (r["val_after_stage"]["loss"] > r["val_before"]["loss"])
+
+
+def test_alignment_batch_larger_than_the_set_is_the_set_once(zoo):
+    ds = zoo.target.train
+    (x, y), = grasp_mod.alignment_batches(ds, 1, 10 * len(ds), seed=3)
+    assert len(y) == len(ds) and sorted(y.tolist()) == sorted(ds.labels.tolist())
+    assert sum(len(b[1]) for b in grasp_mod.alignment_batches(ds, 3, len(ds), seed=3)) == 3 * len(ds)  # wraps across batches

@@ -19,7 +19,11 @@ GRANULARITIES = ("tensor", "channel", "element")
 
 
 def alignment_batches(ds: ArrayDataset, n: int, batch_size: int, *, seed: int) -> list[tuple[Tensor, Tensor]]:
-    """n batches of target training data, drawn without replacement (with wrap-around) from `seed`."""
+    """n batches of target training data, drawn without replacement (with wrap-around) from `seed`.
+
+    A batch never exceeds the dataset: wrapping inside one batch would weight a random subset twice.
+    """
+    batch_size = min(batch_size, len(ds))
     order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))
     need = n * batch_size
     order = order.repeat(-(-need // len(ds)))[:need] if need > len(ds) else order[:need]

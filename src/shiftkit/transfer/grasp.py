@@ -31,6 +31,7 @@ class GraspConfig(MergeConfig):
     mode: str = "cosine"          # "taylor": copy when g_t·(θ_s − θ) < 0; streams the source, no source forward
     copy_buffers: bool = False    # reference keeps the target's BN running statistics
     val_gate: bool = False        # undo an absorb's copies when they make the target val loss worse
+    stage_gate: bool = False      # undo a whole stage (copies + fine-tuning) whose val loss ends above the one before it
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -59,12 +60,19 @@ class Grasp(BaseMerger):
             decisions = {"transferred": "all", "fraction_transferred": 1.0, "params_transferred": n}
             epochs = self.cfg.initial_epochs
         else:
+            # one snapshot of the target (not of any source): memory stays constant in K
+            snapshot = copy.deepcopy(self.model.state_dict()) if self.cfg.stage_gate else None
             decisions = self._transfer(path, stage, before)
             epochs = self.cfg.finetune_epochs
         after_copy = self.val_metrics()
         fit = self.fine_tune(epochs, stage)
-        return {**decisions, "val_before": before, "val_after_copy": after_copy, "val_after": self.val_metrics(),
-                "epochs": epochs, "stage_best_epoch": fit.best_epoch, "history": fit.history}
+        after_stage = after = self.val_metrics()
+        reverted = self.n_absorbed > 0 and self.cfg.stage_gate and after_stage["loss"] > before["loss"]
+        if reverted:  # the fine-tuning budget is spent either way: budgets stay equal across methods
+            self.model.load_state_dict(snapshot)
+            after = self.val_metrics()
+        return {**decisions, "val_before": before, "val_after_copy": after_copy, "val_after_stage": after_stage,
+                "val_after": after, "reverted": reverted, "epochs": epochs, "stage_best_epoch": fit.best_epoch, "history": fit.history}
 
     def _transfer(self, path: Path, stage: int, before: dict) -> dict:
         c = self.cfg
@@ -121,6 +129,7 @@ register_variant("grasp_taylor", Grasp, mode="taylor")
 register_variant("grasp_channel", Grasp, granularity="channel")
 register_variant("grasp_multibatch", Grasp, alignment_batches=4)
 register_variant("grasp_valgate", Grasp, val_gate=True)
+register_variant("grasp_stagegate", Grasp, stage_gate=True)
 # The ablations that show whether alignment matters: copy every tensor / copy none.
 register_variant("sequential_all", Grasp, tau=-1.0)
 register_variant("sequential_none", Grasp, tau=1.0)
