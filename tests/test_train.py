@@ -3,7 +3,8 @@ import torch
 
 from shiftkit import models
 from shiftkit.errors import ConfigError
-from shiftkit.train import TrainConfig, evaluate, fit
+from shiftkit.data import ArrayDataset
+from shiftkit.train import TrainConfig, evaluate, fit, recalibrate_bn
 
 CFG = TrainConfig(epochs=3, batch_size=32, lr=3e-3, progress=False)
 
@@ -56,3 +57,24 @@ def test_best_val_epoch_is_kept(tiny_dataset):
 def test_bad_config_names_the_option():
     with pytest.raises(ConfigError, match="optimizer='adam'"):
         TrainConfig(optimizer="adam")
+
+
+def test_recalibrate_bn_estimates_the_data_statistics_and_leaves_weights():
+    g = torch.Generator().manual_seed(0)
+    x = 3.0 + 2.0 * torch.rand((64, 2, 6, 6), generator=g)  # to_float keeps float images as they are
+    ds = ArrayDataset(x, torch.zeros(64, dtype=torch.long), ["a"])
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.BatchNorm2d(3), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    net(x[:2])
+    bn = net[1]
+    bn.momentum = 0.3
+    net.eval()
+    weights = {k: v.clone() for k, v in net.named_parameters()}
+    assert recalibrate_bn(net, ds, batch_size=16) == 1  # four batches: still the mean over all of them
+    with torch.no_grad():
+        h = net[0](x)
+    assert torch.allclose(bn.running_mean, h.mean((0, 2, 3)), atol=1e-5)
+    per_batch_var = torch.stack([h[i:i + 16].var((0, 2, 3)) for i in range(0, 64, 16)]).mean(0)
+    assert torch.allclose(bn.running_var, per_batch_var, rtol=1e-4)
+    assert bn.momentum == 0.3 and not net.training and not bn.training  # options and modes restored
+    assert all(torch.equal(v, weights[k]) for k, v in net.named_parameters())
+    assert recalibrate_bn(torch.nn.Linear(2, 2), ds) == 0

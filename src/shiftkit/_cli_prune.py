@@ -131,6 +131,37 @@ def bench_prune(
     console.print(md, markup=False)
 
 
+@bench_app.command("prune-bn")
+def bench_prune_bn(
+    model: str = typer.Option("small_cnn"), width: Optional[float] = typer.Option(None, help="model width (vgg: 0.25)"),
+    seeds: str = typer.Option("0,1,2"), sparsity: float = typer.Option(0.9),
+    arms: str = typer.Option("magnitude,gcnet,gcnet_hybrid3,gcnet_combined,dense_ft", help="arms of `bench prune`"),
+    results: Path = typer.Option(Path("benchmarks/results")),
+):
+    """BN statistics after pruning and under shift: pruned, +BN recalibration, fine-tuned, +AdaBN per shifted set.
+
+    Reuses the dense nets cached by `shiftkit bench prune` (same model, seeds and defaults); resumable.
+    Example: shiftkit bench prune-bn --model small_cnn --seeds 0,1,2 --sparsity 0.9
+    """
+    from . import prune
+    from .bench import _results, prune_bn, prune_report
+    from .bench import prune as bp
+    from .errors import ConfigError
+
+    arm_list = [a for a in arms.split(",") if a]
+    unknown = [a for a in arm_list if a not in bp.ARMS or bp.ARMS[a].method == "none"]
+    if unknown:
+        raise ConfigError(f"--arms: unknown {unknown}; valid: {', '.join(a for a in bp.ARMS if a != 'dense')}")
+    prune.check_fraction(sparsity, "--sparsity")
+    cfg = bp.BenchConfig(model=model, model_kwargs=(("width", width),) if width is not None else (),
+                         seeds=tuple(int(s) for s in _floats(seeds, "--seeds")))
+    rows = prune_bn.run(cfg, arm_list, sparsity, results / f"prune_bn_{cfg.tag}_runs.jsonl", progress=console.print)
+    md = prune_bn.markdown([r for r in rows if r["arm"] in arm_list], cfg, _results.command_line())
+    _results.write_result(results / f"prune_bn_{cfg.tag}.json", {"command": _results.command_line(), "markdown": md})
+    prune_report.update_results_md(results)
+    console.print(md, markup=False)
+
+
 @bench_app.command("prune-speed")
 def bench_prune_speed(model: str = typer.Option("vgg11"), width: float = typer.Option(1.0), n: int = typer.Option(1000),
                       loop_pairs: int = typer.Option(4000, help="channel pairs the per-pair loop is timed on"),

@@ -18,7 +18,8 @@ from .data.base import ArrayDataset
 from .errors import ConfigError
 from .metrics import classification_metrics
 
-__all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "predict_logits", "iterate_batches", "apply_masks"]
+__all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "predict_logits", "iterate_batches", "apply_masks",
+           "recalibrate_bn"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,35 @@ def predict_logits(model: nn.Module, ds: ArrayDataset, *, batch_size: int = 512)
     out = torch.cat([model(x) for x, _ in iterate_batches(ds, batch_size)]) if len(ds) else torch.empty(0)
     model.train(was_training)
     return out
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, ds: ArrayDataset, *, batch_size: int = 256) -> int:
+    """Re-estimate every BatchNorm's running mean/var on `ds` (labels unused); weights are untouched.
+
+    After pruning, the stored statistics describe the dense net; on a shifted set they describe the
+    training distribution (re-estimating them there is AdaBN). Uses the exact average over `ds`
+    (momentum=None), whatever the batch split. Returns the number of BN layers recalibrated.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not bns or not len(ds):
+        return 0
+    saved = [(m, m.momentum, m.training) for m in bns]
+    was_training = model.training
+    model.eval()
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average = the mean over all batches
+        m.train()
+    try:
+        for x, _ in iterate_batches(ds, batch_size):
+            model(x)
+    finally:
+        for m, momentum, training in saved:
+            m.momentum = momentum
+            m.train(training)
+        model.train(was_training)
+    return len(bns)
 
 
 def evaluate(model: nn.Module, ds: ArrayDataset, *, batch_size: int = 512) -> dict[str, float]:

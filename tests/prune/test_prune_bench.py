@@ -37,3 +37,20 @@ def test_bench_runs_resumes_and_reports(tmp_path):
     (tmp_path / "results" / f"prune_shift_{cfg.tag}.json").write_text(json.dumps({"markdown": md}))
     section = prune_report.render_section(tmp_path / "results")
     assert "| 0.90 | gcnet |" in section and "CIFAR-10" in section and "Severity sweep" in section
+
+
+def test_bn_study_recalibrates_on_real_runs_and_resumes(tmp_path):
+    from shiftkit.bench import prune_bn
+
+    cfg = bp.BenchConfig(model="small_cnn", model_kwargs=(("width", 4),), seeds=(0, 1), dense_train=80, dense_epochs=1,
+                         ft_train=40, ft_epochs=1, n_shift=20, calib_per_class=3, dataset=NAME, runs_dir=str(tmp_path / "runs"))
+    out = tmp_path / "bn.jsonl"
+    rows = prune_bn.run(cfg, ["magnitude", "gcnet", "dense_ft"], 0.9, out, progress=lambda m: None)
+    assert len(rows) == 6 and {r["sparsity"] for r in rows if r["arm"] == "dense_ft"} == {0.0}
+    assert all(set(r["shift"]) == set(prune_bn.STAGES) and r["bn_layers"] == 3 for r in rows)
+    # the dense net's BN already describes clean data: re-estimating it there barely moves clean accuracy
+    dense = [r for r in rows if r["arm"] == "dense_ft"]
+    assert all(abs(r["clean"]["pruned+recal"] - r["clean"]["pruned"]) <= 0.1 for r in dense)
+    assert len(prune_bn.run(cfg, ["magnitude", "gcnet", "dense_ft"], 0.9, out, progress=lambda m: None)) == 6
+    md = prune_bn.markdown(rows, cfg, "shiftkit bench prune-bn")
+    assert md.count("\n| ") == 1 + 3 and "| gcnet | 0.9 | 2 |" in md  # header + one row per arm

@@ -9,7 +9,8 @@ import pytest
 from scipy import stats
 
 from shiftkit.bench.transfer import _order
-from shiftkit.bench.transfer_report import accuracy_section, paired_interval
+from shiftkit.bench._results import paired_interval
+from shiftkit.bench.transfer_report import accuracy_section
 
 
 def _rows(model: str | None, acc: dict[str, float], seeds=(0, 1, 2), orders=("temporal", "reverse")) -> list[dict]:

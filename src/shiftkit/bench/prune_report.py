@@ -16,7 +16,6 @@ from . import _results
 __all__ = ["summarize", "paired", "write_plots", "render_section", "update_results_md"]
 
 REFERENCE = "magnitude"
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}  # t(0.975, df)
 
 
 def _mean_std(xs: list[float]) -> tuple[float, float]:
@@ -38,9 +37,8 @@ def paired(records: list[dict], arm: str, sparsity: float, metric: str, referenc
     diffs = [by[(arm, s)] - by[(reference, s)] for (a, s) in by if a == arm and (reference, s) in by]
     if len(diffs) < 2:
         return None
-    m, sd = _mean_std(diffs)
-    half = _T95.get(len(diffs) - 1, 1.96) * sd / math.sqrt(len(diffs))
-    return {"mean": m, "lo": m - half, "hi": m + half, "n": len(diffs)}
+    m, lo, hi = _results.paired_interval(diffs)
+    return {"mean": m, "lo": lo, "hi": hi, "n": len(diffs)}
 
 
 def summarize(records: list[dict]) -> list[dict]:
@@ -144,6 +142,8 @@ def render_section(results_dir: Path) -> str:
 
     parts = ["## Pruning: GC-Net and baselines under shift"]
     for f in sorted(results_dir.glob("prune_shift_*.json")):
+        parts.append(json.loads(f.read_text())["markdown"])
+    for f in sorted(results_dir.glob("prune_bn_*.json")):
         parts.append(json.loads(f.read_text())["markdown"])
     notes = results_dir.parent / "prune_notes.md"  # hand-written reading of the tables above
     if notes.exists():

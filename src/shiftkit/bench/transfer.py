@@ -30,8 +30,8 @@ __all__ = ["AccuracyConfig", "run_accuracy", "ORDER_INVARIANT", "SEQUENTIAL"]
 # merges whose result does not depend on the source order (sums, means, votes, a max, learned weights)
 ORDER_INVARIANT = ("target_only", "best_single_source", "ensemble", "ensemble_hard", "fusion", "task_arithmetic",
                    "ties", "pearl")
-SEQUENTIAL = ("grasp", "grasp_taylor", "grasp_channel", "grasp_multibatch", "grasp_valgate", "sequential_all",
-              "sequential_none")
+SEQUENTIAL = ("grasp", "grasp_taylor", "grasp_channel", "grasp_multibatch", "grasp_valgate", "grasp_stagegate",
+              "sequential_all", "sequential_none")
 
 
 def _default_grid() -> dict:
@@ -46,7 +46,8 @@ class AccuracyConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     methods: tuple[str, ...] = ()                   # () = every registered method
     # order-dependent methods run on every order; the other GRASP variants (≈ grasp, or gated shut) temporal only
-    all_order_methods: tuple[str, ...] = ("grasp", "grasp_taylor", "sequential_all", "sequential_none", "opcm")
+    all_order_methods: tuple[str, ...] = ("grasp", "grasp_taylor", "grasp_stagegate", "sequential_all", "sequential_none",
+                                          "opcm")
     last_epoch_methods: tuple[str, ...] = ("grasp", "sequential_all", "sequential_none")
     model: str = "small_cnn"
     test_images: int = 3000                         # test pool per target (DESIGN: >= 3,000 so a point is not noise)
@@ -101,7 +102,8 @@ def run_one(method: str, target, sources: list[Path], base: Path, *, seed: int, 
         else evaluate(model, target.test)
     return {**_metrics(test), "wall_s": wall, "target_epochs": epochs, "curve": curve,
             "fraction_transferred": [r.get("fraction_transferred") for r in merger.records],
-            "gated": [r.get("gated") for r in merger.records if "gated" in r]}
+            "gated": [r.get("gated") for r in merger.records if "gated" in r],
+            "reverted": [r["reverted"] for r in merger.records[1:] if "reverted" in r]}
 
 
 def _zoo(dataset: str, domains, cfg: AccuracyConfig) -> Path:

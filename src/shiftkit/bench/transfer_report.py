@@ -6,23 +6,12 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from scipy import stats
-
 from ..plots import line_plot
+from ._results import paired_interval
 
-__all__ = ["paired_interval", "accuracy_section", "memory_section"]
+__all__ = ["accuracy_section", "memory_section"]
 
 REF = "grasp"
-
-
-def paired_interval(diffs: list[float]) -> tuple[float, float, float]:
-    """Mean of paired differences and its 95% t-interval."""
-    n = len(diffs)
-    mean = statistics.fmean(diffs)
-    if n < 2:
-        return mean, float("nan"), float("nan")
-    half = stats.t.ppf(0.975, n - 1) * statistics.stdev(diffs) / math.sqrt(n)
-    return mean, mean - half, mean + half
 
 
 def _pm(values: list[float], scale: float = 100) -> str:
@@ -108,14 +97,16 @@ def _select_table(rows: list[dict]) -> list[str]:
 def _decisions(rows: list[dict]) -> list[str]:
     """How much each sequential method copied per absorb after the first (and how often val-gating undid it)."""
     lines = ["| method | mean fraction of parameters copied per later absorb | absorbs copying everything | "
-             "absorbs copying nothing | gated absorbs |", "|---|---|---|---|---|"]
+             "absorbs copying nothing | gated absorbs | reverted stages |", "|---|---|---|---|---|---|"]
     for m in dict.fromkeys(r["method"] for r in rows):
         fr = [f for r in rows if r["method"] == m for f in r.get("fraction_transferred", [])[1:] if f is not None]
         if not fr:
             continue
         gated = [g for r in rows if r["method"] == m for g in r.get("gated", [])]
+        reverted = [g for r in rows if r["method"] == m for g in r.get("reverted", [])]
         lines.append(f"| {m} | {statistics.fmean(fr):.3f} | {sum(f >= 1 for f in fr)}/{len(fr)} | "
-                     f"{sum(f == 0 for f in fr)}/{len(fr)} | {sum(map(bool, gated))}/{len(gated) if gated else 0} |")
+                     f"{sum(f == 0 for f in fr)}/{len(fr)} | {sum(map(bool, gated))}/{len(gated)} | "
+                     f"{sum(map(bool, reverted))}/{len(reverted)} |")
     return lines
 
 
@@ -165,7 +156,7 @@ def accuracy_section(results: list[dict], plot_dir: Path) -> str:
                 part = [r for r in best if r["target"] in tg and r["seed"] in sd]
                 out += ["", f"Targets {tg}, seeds {sorted(sd)}:", ""] + _main_table(part, methods)
                 out += ["", _summary(part, methods)]
-            key = ["grasp", "grasp_taylor", "grasp_valgate", "sequential_all", "sequential_none", "best_single_source", "fusion"]
+            key = ["grasp", "grasp_taylor", "grasp_stagegate", "grasp_valgate", "sequential_all", "sequential_none", "best_single_source", "fusion"]
             key = [m for m in key if m in methods]
             out += ["", "Accuracy % by source order:", ""] + _breakdown(best, key, "order", ["temporal", "reverse", "random"])
             out += ["", "Accuracy % by target bin:", ""] + _breakdown(best, key, "target", targets)
