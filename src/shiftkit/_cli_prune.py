@@ -38,6 +38,7 @@ def prune_cmd(
     domain: int = typer.Option(0, help="domain to fine-tune on"),
     calib_domain: Optional[int] = typer.Option(None, help="domain whose train split calibrates (a shifted bin); default --domain"),
     steps: int = typer.Option(1, help="iterative pruning rounds (prune -> fine-tune -> prune more)"),
+    bn_recalibrate: bool = typer.Option(False, help="re-estimate BN statistics on the calibration data after pruning"),
     finetune_epochs: int = typer.Option(2, help="fine-tuning epochs after pruning (and between rounds)"),
     lr: float = typer.Option(1e-3), batch_size: int = typer.Option(128), seed: int = typer.Option(0),
     out: Path = typer.Option(Path("runs/pruned.safetensors"), help="sparse safetensors output"),
@@ -49,7 +50,7 @@ def prune_cmd(
     from . import prune
     from .checkpoints import load_checkpoint, model_from_checkpoint
     from .data import load_domains
-    from .train import TrainConfig, evaluate, fit
+    from .train import TrainConfig, evaluate, fit, recalibrate_bn
 
     prune.check_fraction(sparsity, "--sparsity")
     crit = prune.create(method, **_criterion_options(
@@ -64,6 +65,8 @@ def prune_cmd(
     cfg = TrainConfig(epochs=finetune_epochs, lr=lr, batch_size=batch_size, seed=seed)
     masks = prune.prune_model(net, crit, sparsity, data=calib, steps=steps, train=d.train, val=d.val, train_cfg=cfg)
     prune.apply(net, masks)
+    if bn_recalibrate:  # the dense net's BN statistics no longer describe the pruned layers' outputs
+        recalibrate_bn(net, calib)
     fit(net, d.train, d.val, cfg)
     report = prune.export(net, out, metadata={"pruned_from": str(checkpoint), "method": method, "dataset": dataset,
                                               "prune_config": json.dumps(dataclasses.asdict(crit.cfg), default=str)})

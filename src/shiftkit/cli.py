@@ -117,23 +117,32 @@ def train(model: str = typer.Option("small_cnn"), dataset: str = typer.Option("d
 
 @app.command("eval")
 def eval_(checkpoint: Path, dataset: str = typer.Option("driftfmnist"), root: Optional[Path] = typer.Option(None),
-          seed: int = typer.Option(0), corruptions: bool = typer.Option(False, help="also the corruption sets (5 severities)")):
+          seed: int = typer.Option(0), corruptions: bool = typer.Option(False, help="also the corruption sets (5 severities)"),
+          adapt_bn: bool = typer.Option(False, help="AdaBN: re-estimate BN statistics on each test set's images first")):
     """Evaluate a checkpoint on every domain's test set (and optionally on corruptions).
 
-    Example: shiftkit eval runs/m.safetensors --dataset driftfmnist
+    Example: shiftkit eval runs/m.safetensors --dataset driftfmnist --adapt-bn
     """
+    import copy
+
     from .checkpoints import load_checkpoint, model_from_checkpoint
     from .data import corruption_sets, load_domains
-    from .train import evaluate
+    from .train import evaluate, recalibrate_bn
 
     net = model_from_checkpoint(checkpoint, default_arch="small_cnn")
     load_checkpoint(checkpoint, net)
     domains = load_domains(dataset, root, seed=seed)
-    rows = [{"set": d.name, **{k: v for k, v in evaluate(net, d.test).items() if k != "loss"}} for d in domains]
+    sets = {d.name: d.test for d in domains}
     if corruptions:
-        for (name, sev), ds in corruption_sets(domains[0].test).items():
-            rows.append({"set": f"{name}@{sev}", **{k: v for k, v in evaluate(net, ds).items() if k != "loss"}})
-    _table(rows, title=str(checkpoint))
+        sets.update({f"{name}@{sev}": ds for (name, sev), ds in corruption_sets(domains[0].test).items()})
+    rows = []
+    for name, ds in sets.items():
+        m = net
+        if adapt_bn:  # a fresh copy per set: one set's statistics never leak into another's
+            m = copy.deepcopy(net)
+            recalibrate_bn(m, ds)
+        rows.append({"set": name, **{k: v for k, v in evaluate(m, ds).items() if k != "loss"}})
+    _table(rows, title=f"{checkpoint}{' (AdaBN per set)' if adapt_bn else ''}")
 
 
 @bench_app.command("train-speed")

@@ -27,7 +27,8 @@ def dense(tmp_path, tiny_cnn):
 
 @pytest.mark.parametrize("args", [["--method", "gcnet", "--hybrid-split", "2", "--calib-domain", "1"],
                                   ["--method", "magnitude", "--scope", "layerwise", "--steps", "2"],
-                                  ["--method", "random", "--granularity", "connection", "--keep-first"]])
+                                  ["--method", "random", "--granularity", "connection", "--keep-first"],
+                                  ["--method", "gcnet", "--bn-recalibrate"]])
 def test_prune_writes_a_sparse_checkpoint(dense, tmp_path, tiny_cnn, args):
     out = tmp_path / "p.safetensors"
     res = CliRunner().invoke(app, ["prune", str(dense), "--sparsity", "0.8", "--dataset", NAME, "--finetune-epochs", "1",
@@ -38,6 +39,16 @@ def test_prune_writes_a_sparse_checkpoint(dense, tmp_path, tiny_cnn, args):
     assert abs(prune.sparsity_report(tiny_cnn)[-1]["sparsity"] - 0.8) < 0.01
     res = CliRunner().invoke(app, ["eval", str(out), "--dataset", NAME])
     assert res.exit_code == 0 and "shifted" in res.output
+
+
+def test_eval_adapt_bn_leaves_the_checkpoint_alone(dense):
+    before = dense.read_bytes()
+    plain = CliRunner().invoke(app, ["eval", str(dense), "--dataset", NAME])
+    adapted = CliRunner().invoke(app, ["eval", str(dense), "--dataset", NAME, "--adapt-bn"])
+    row = lambda res, name: next(ln for ln in res.output.splitlines() if f" {name} " in ln)  # noqa: E731
+    assert adapted.exit_code == 0 and "AdaBN" in adapted.output
+    assert row(plain, "shifted") != row(adapted, "shifted")  # re-estimated BN statistics changed the numbers
+    assert dense.read_bytes() == before
 
 
 def test_help_shows_an_example():
