@@ -23,6 +23,7 @@ FLAG_KEYS: dict[str, tuple[str, ...]] = {
     "few_shot": ("data.few_shot",), "calib_domain": ("data.calib_domain",),
     "model": ("model.name",), "width": ("model.kwargs.width",),
     "method": ("method.name",), "sparsity": ("method.sparsity",), "steps": ("method.steps",),
+    "bn_recalibrate": ("method.bn_recalibrate",),
     "sources": ("method.zoo",), "zoo": ("method.zoo",), "base": ("method.base",), "order": ("method.order",),
     "dense_epochs": ("method.dense_epochs",), "resume": ("method.resume",),
     "base_domain": ("method.base_domain",), "base_epochs": ("method.base_epochs",),
@@ -43,7 +44,7 @@ COMMAND_FLAGS: dict[str, dict[str, tuple[str, ...]]] = {
     "transfer": {"set_": ("method.options",)},   # its --set takes method options: tau=0.5
     "sources": {"out": ("method.zoo",)},
 }
-BOOL_FLAGS = {"resume", "combine", "inverse", "keep_first", "keep_last", "skip_unsupported", "corruptions"}
+BOOL_FLAGS = {"resume", "bn_recalibrate", "combine", "inverse", "keep_first", "keep_last", "skip_unsupported", "corruptions"}
 _KINDS = {"train": "train", "prune": "prune", "transfer": "transfer", "sources": "transfer"}
 
 

@@ -10,6 +10,7 @@ so a command line and a config file describe the same experiment.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import re
 from pathlib import Path
@@ -25,6 +26,14 @@ __all__ = ["Experiment", "DataConfig", "ModelConfig", "BudgetConfig", "EvalConfi
            "method_options"]
 
 
+def _registered(module: str, registry: str):
+    """A validator of `name`: it must be in shiftkit.<module>.<registry> (ConfigError lists the valid names)."""
+    def check(cls, v: str) -> str:
+        getattr(importlib.import_module(f"shiftkit.{module}"), registry).get(v)  # lazy: torch loads only here
+        return v
+    return field_validator("name")(check)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -38,26 +47,14 @@ class DataConfig(_Strict):
     few_shot: Optional[int] = None   # cap on the target's labelled train images (transfer)
     calib_domain: Optional[int] = None  # prune: domain whose train split calibrates (default: domain)
 
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        from .data import DATASETS
-
-        DATASETS.get(v)  # ConfigError listing the valid names
-        return v
+    _known = _registered("data", "DATASETS")
 
 
 class ModelConfig(_Strict):
     name: str = "small_cnn"          # a name from `shiftkit models`
     kwargs: dict[str, Any] = Field(default_factory=dict)  # family options (width, norm, ...)
 
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        from . import models
-
-        models.MODELS.get(v)
-        return v
+    _known = _registered("models", "MODELS")
 
 
 class BudgetConfig(_Strict):
@@ -88,13 +85,7 @@ class TransferMethod(_Strict):
     order: Literal["temporal", "reverse", "random"] = "temporal"  # source order (random: drawn from seed)
     resume: bool = False                    # continue the run in <out>
 
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        from . import transfer
-
-        transfer.TRANSFER.get(v)
-        return v
+    _known = _registered("transfer", "TRANSFER")
 
 
 class PruneMethod(_Strict):
@@ -103,16 +94,11 @@ class PruneMethod(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)  # the criterion's config (scope, hybrid_split, ...)
     sparsity: float = Field(0.9, ge=0, lt=1)  # fraction of prunable weights removed
     steps: int = Field(1, ge=1)             # iterative rounds (prune -> fine-tune -> prune more)
+    bn_recalibrate: bool = False            # re-estimate BN statistics on the calibration data after pruning
     checkpoint: Optional[str] = None        # dense model to prune; None: train one first for dense_epochs
     dense_epochs: int = Field(5, ge=0)      # only without a checkpoint
 
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        from . import prune
-
-        prune.PRUNE.get(v)
-        return v
+    _known = _registered("prune", "PRUNE")
 
 
 Method = Annotated[Union[TrainMethod, TransferMethod, PruneMethod], Field(discriminator="kind")]

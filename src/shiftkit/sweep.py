@@ -99,7 +99,7 @@ def _run_train(exp: Experiment, domains, out: Path, progress: bool) -> dict:
 
 def _run_prune(exp: Experiment, domains, out: Path, progress: bool) -> dict:
     from . import prune
-    from .train import fit
+    from .train import fit, recalibrate_bn
 
     m: PruneMethod = exp.method
     d = domains[_index(domains, exp.data.domain, "data.domain")]
@@ -116,6 +116,8 @@ def _run_prune(exp: Experiment, domains, out: Path, progress: bool) -> dict:
     cfg = _train_config(exp, progress=progress)
     masks = prune.prune_model(net, crit, m.sparsity, data=calib, steps=m.steps, train=d.train, val=d.val, train_cfg=cfg)
     prune.apply(net, masks)
+    if m.bn_recalibrate:
+        recalibrate_bn(net, calib)
     fit(net, d.train, d.val, cfg)
     report = prune.export(net, exp.model_path, metadata={"method": m.name, "dataset": exp.data.name, "domain": d.name})
     return {"domain": d.name, "sparsity": m.sparsity, "true_sparsity": report[-1]["sparsity"],
