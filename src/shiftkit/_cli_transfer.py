@@ -113,6 +113,9 @@ def _write_section(results: Path) -> None:
     accuracy = [json.loads(p.read_text()) for p in sorted(results.glob("transfer_accuracy_*.json"))]
     if accuracy:
         parts.append(accuracy_section(accuracy, plots))
+    notes = _results.RESULTS_MD.parent / "transfer_notes.md"  # hand-written reading of the tables above
+    if notes.is_file():
+        parts.append(notes.read_text().strip())
     if mem.is_file():
         parts.append(memory_section(json.loads(mem.read_text()), json.loads(ovh.read_text()) if ovh.is_file() else None, plots))
     _results.update_section("transfer", "\n\n".join(parts))
