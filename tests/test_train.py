@@ -4,7 +4,7 @@ import torch
 from shiftkit import models
 from shiftkit.errors import ConfigError
 from shiftkit.data import ArrayDataset
-from shiftkit.train import TrainConfig, evaluate, fit, recalibrate_bn
+from shiftkit.train import TrainConfig, adapt_bn, evaluate, fit, recalibrate_bn
 
 CFG = TrainConfig(epochs=3, batch_size=32, lr=3e-3, progress=False)
 
@@ -78,3 +78,12 @@ def test_recalibrate_bn_estimates_the_data_statistics_and_leaves_weights():
     assert bn.momentum == 0.3 and not net.training and not bn.training  # options and modes restored
     assert all(torch.equal(v, weights[k]) for k, v in net.named_parameters())
     assert recalibrate_bn(torch.nn.Linear(2, 2), ds) == 0
+
+
+def test_adapt_bn_returns_an_adapted_copy_and_leaves_the_model():
+    net = _net()
+    ds = ArrayDataset(torch.rand((32, 1, 12, 12)) + 2.0, torch.zeros(32, dtype=torch.long), ["a", "b", "c", "d"])
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    adapted = adapt_bn(net, ds)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    assert not torch.equal(adapted.features[1].running_mean, net.features[1].running_mean)

@@ -123,11 +123,10 @@ def eval_(checkpoint: Path, dataset: str = typer.Option("driftfmnist"), root: Op
 
     Example: shiftkit eval runs/m.safetensors --dataset driftfmnist --adapt-bn
     """
-    import copy
-
+    from . import train
     from .checkpoints import load_checkpoint, model_from_checkpoint
     from .data import corruption_sets, load_domains
-    from .train import evaluate, recalibrate_bn
+    from .train import evaluate
 
     net = model_from_checkpoint(checkpoint, default_arch="small_cnn")
     load_checkpoint(checkpoint, net)
@@ -137,10 +136,7 @@ def eval_(checkpoint: Path, dataset: str = typer.Option("driftfmnist"), root: Op
         sets.update({f"{name}@{sev}": ds for (name, sev), ds in corruption_sets(domains[0].test).items()})
     rows = []
     for name, ds in sets.items():
-        m = net
-        if adapt_bn:  # a fresh copy per set: one set's statistics never leak into another's
-            m = copy.deepcopy(net)
-            recalibrate_bn(m, ds)
+        m = train.adapt_bn(net, ds) if adapt_bn else net  # a fresh copy per set: statistics never leak across sets
         rows.append({"set": name, **{k: v for k, v in evaluate(m, ds).items() if k != "loss"}})
     _table(rows, title=f"{checkpoint}{' (AdaBN per set)' if adapt_bn else ''}")
 

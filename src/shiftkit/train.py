@@ -19,7 +19,7 @@ from .errors import ConfigError
 from .metrics import classification_metrics
 
 __all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "predict_logits", "iterate_batches", "apply_masks",
-           "recalibrate_bn"]
+           "recalibrate_bn", "adapt_bn"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,13 @@ def recalibrate_bn(model: nn.Module, ds: ArrayDataset, *, batch_size: int = 256)
             m.train(training)
         model.train(was_training)
     return len(bns)
+
+
+def adapt_bn(model: nn.Module, ds: ArrayDataset) -> nn.Module:
+    """AdaBN: a copy of `model` whose BN statistics are re-estimated on `ds` (the model is left as it is)."""
+    adapted = copy.deepcopy(model)
+    recalibrate_bn(adapted, ds)
+    return adapted
 
 
 def evaluate(model: nn.Module, ds: ArrayDataset, *, batch_size: int = 512) -> dict[str, float]:

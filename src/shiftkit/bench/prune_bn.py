@@ -11,14 +11,13 @@ so stale BN statistics could explain part of GC-Net's post-prune collapse; this 
 """
 from __future__ import annotations
 
-import copy
 import statistics
 import time
 
 import torch
 
 from .. import prune
-from ..train import TrainConfig, fit, recalibrate_bn
+from ..train import TrainConfig, adapt_bn, fit, recalibrate_bn
 from . import _results
 from ._results import paired_interval
 from .prune import ARMS, BenchConfig, _accuracy, _data, _masks, dense_model
@@ -29,14 +28,7 @@ STAGES = ("pruned", "pruned+recal", "ft", "ft+AdaBN")
 
 
 def _shift_mean(net: torch.nn.Module, sets: dict, *, adapt: bool) -> float:
-    accs = []
-    for ds in sets.values():
-        m = net
-        if adapt:
-            m = copy.deepcopy(net)
-            recalibrate_bn(m, ds)
-        accs.append(_accuracy(m, ds))
-    return statistics.fmean(accs)
+    return statistics.fmean(_accuracy(adapt_bn(net, ds) if adapt else net, ds) for ds in sets.values())
 
 
 def run_one(cfg: BenchConfig, seed: int, arm_name: str, sparsity: float, clean_n: int = 2000) -> dict:
@@ -48,9 +40,9 @@ def run_one(cfg: BenchConfig, seed: int, arm_name: str, sparsity: float, clean_n
     clean = data.subset(data.test, clean_n, 0)
     out = {"model": cfg.model, "seed": seed, "arm": arm_name, "sparsity": sparsity, "clean": {}, "shift": {}}
 
-    def record(stage: str, *, adapt: bool = False) -> None:
+    def record(stage: str) -> None:
         out["clean"][stage] = _accuracy(net, clean)
-        out["shift"][stage] = _shift_mean(net, data.shift, adapt=adapt)
+        out["shift"][stage] = _shift_mean(net, data.shift, adapt=False)
 
     record("pruned")
     out["bn_layers"] = recalibrate_bn(net, data.calib["clean"])

@@ -70,9 +70,10 @@ class Grasp(BaseMerger):
         reverted = self.n_absorbed > 0 and self.cfg.stage_gate and after_stage["loss"] > before["loss"]
         if reverted:  # the fine-tuning budget is spent either way: budgets stay equal across methods
             self.model.load_state_dict(snapshot)
-            after = self.val_metrics()
+            after = before  # the exact pre-absorb state
         return {**decisions, "val_before": before, "val_after_copy": after_copy, "val_after_stage": after_stage,
-                "val_after": after, "reverted": reverted, "epochs": epochs, "stage_best_epoch": fit.best_epoch, "history": fit.history}
+                "val_after": after, "reverted": reverted, "epochs": epochs, "stage_best_epoch": fit.best_epoch,
+                "history": fit.history}
 
     def _transfer(self, path: Path, stage: int, before: dict) -> dict:
         c = self.cfg
