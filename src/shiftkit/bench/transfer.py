@@ -128,7 +128,9 @@ def run_accuracy(cfg: AccuracyConfig, out: Path, *, command: str, log=print) -> 
     earlier = old.get("commands") or ([old["command"]] if "command" in old else [])  # older files: one "command"
     commands = [c for c in earlier if c != command] + [command]
     fields = ("dataset", "model", "target", "shots", "seed", "order", "method", "select")
-    done = {tuple(r.get(f, "small_cnn") for f in fields): r for r in rows}  # rows before "model" existed: small_cnn
+    for r in rows:
+        r.setdefault("model", "small_cnn")  # rows written before the model was recorded
+    done = {tuple(r[f] for f in fields): r for r in rows}
     methods = cfg.methods or tuple(transfer.names())
     t_start, domains = time.perf_counter(), {}
     for dataset, shots, target_idx in _units(cfg):
