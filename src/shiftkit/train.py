@@ -12,11 +12,11 @@ from typing import Callable, Iterator
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .data.base import ArrayDataset
 from .errors import ConfigError
 from .metrics import classification_metrics
+from .progress import Progress
 
 __all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "predict_logits", "iterate_batches", "apply_masks",
            "recalibrate_bn", "adapt_bn"]
@@ -33,7 +33,7 @@ class TrainConfig:
     schedule: str = "cosine"    # "cosine" | "constant"
     select: str = "best_val"    # "best_val": keep the best-validation epoch; "last": keep the last
     seed: int = 0
-    progress: bool = True       # tqdm bar; stays quiet when stderr is not a terminal
+    progress: bool = True       # a bar on a terminal, a line per epoch otherwise (shiftkit.progress)
 
     def __post_init__(self) -> None:
         checks = {"optimizer": ("adamw", "sgd"), "schedule": ("cosine", "constant"), "select": ("best_val", "last")}
@@ -148,7 +148,7 @@ def fit(model: nn.Module, train: ArrayDataset, val: ArrayDataset | None = None, 
     if masks:
         apply_masks(model, masks)
     result, best_state = FitResult(), None
-    bar = tqdm(total=steps, desc="fit", disable=not cfg.progress or None, leave=False)
+    bar = Progress(total=steps, desc="fit", enabled=cfg.progress)
     for epoch in range(cfg.epochs):
         model.train()
         loss_sum = torch.zeros(())
@@ -173,7 +173,8 @@ def fit(model: nn.Module, train: ArrayDataset, val: ArrayDataset | None = None, 
                 if cfg.select == "best_val":
                     best_state = copy.deepcopy(model.state_dict())
         result.history.append(record)
-        bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{record.get('val_accuracy', float('nan')):.3f}")
+        val_msg = f" val_loss {record['val_loss']:.4f} val_acc {record['val_accuracy']:.4f}" if "val_loss" in record else ""
+        bar.milestone(f"epoch {epoch + 1}/{cfg.epochs} train_loss {record['train_loss']:.4f}{val_msg}")
         if on_epoch:
             on_epoch(epoch, record)
     bar.close()
