@@ -6,8 +6,9 @@ import torch
 from safetensors.torch import save_file
 
 from shiftkit import models
-from shiftkit.checkpoints import LazyCheckpoint, atomic_write, import_pt, load_checkpoint, read_metadata, save_checkpoint
-from shiftkit.errors import CheckpointError
+from shiftkit.checkpoints import (LazyCheckpoint, atomic_write, import_pt, load_checkpoint, read_metadata, save_checkpoint,
+                                  validate_tensors)
+from shiftkit.errors import CheckpointError, ConfigError
 
 
 def _net(seed=0, **kw):
@@ -81,6 +82,53 @@ def test_nan_tensor_skipped_by_option(tmp_path):
         load_checkpoint(tmp_path / "n.safetensors", net, nonfinite="skip")
     assert torch.equal(net.features[0].weight, keep)
     assert torch.equal(net.classifier[3].weight, state["classifier.3.weight"])
+
+
+class _Reads(dict):
+    """A state dict that records which tensors were read."""
+
+    def __init__(self, state):
+        super().__init__(state)
+        self.read = []
+
+    def get(self, name, default=None):
+        self.read.append(name)
+        return super().get(name, default)
+
+
+def test_validate_tensors_streams_a_checkpoint_against_meta_shapes(tmp_path):
+    a = _net(1)
+    save_checkpoint(tmp_path / "a.safetensors", a)
+    expected = {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in _net(0).state_dict().items()}
+    with LazyCheckpoint(tmp_path / "a.safetensors") as ck:
+        assert validate_tensors("a", ck, expected, keep=False) == ({}, [])
+        kept, skipped = validate_tensors("a", ck, expected)
+    assert skipped == [] and list(kept) == list(expected)
+    assert all(torch.equal(kept[k], v) for k, v in a.state_dict().items())
+
+
+def test_validate_tensors_names_first_then_each_tensor(tmp_path):
+    expected = _net(0).state_dict()
+    state = _Reads({k: v.clone() for k, v in _net(1).state_dict().items() if k != "classifier.3.bias"})
+    with pytest.raises(CheckpointError, match=r"src\.pt: missing tensor.*classifier\.3\.bias"):
+        validate_tensors("src.pt", state, expected)
+    assert state.read == []  # a file with the wrong names is refused before any tensor is read
+    state = _Reads({k: v.clone() for k, v in _net(1).state_dict().items()})
+    state["classifier.3.weight"] = torch.zeros(5, 8)
+    with pytest.raises(CheckpointError, match=r"src\.pt: tensor 'classifier\.3\.weight' has shape \(5, 8\)"):
+        validate_tensors("src.pt", state, expected)
+
+
+def test_validate_tensors_skips_or_rejects_nonfinite():
+    expected = _net(0).state_dict()
+    state = {k: v.clone() for k, v in _net(1).state_dict().items()}
+    state["features.0.weight"][0, 0, 0, 0] = float("inf")
+    with pytest.raises(CheckpointError, match="'features.0.weight' holds NaN/Inf"):
+        validate_tensors("s", state, expected)
+    kept, skipped = validate_tensors("s", state, expected, nonfinite="skip")
+    assert skipped == ["features.0.weight"] and set(kept) == set(expected) - {"features.0.weight"}
+    with pytest.raises(ConfigError, match="nonfinite='drop'; valid: error, skip"):
+        validate_tensors("s", state, expected, nonfinite="drop")
 
 
 @pytest.mark.parametrize("damage", ["truncate", "header", "empty"])

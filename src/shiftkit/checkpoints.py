@@ -11,16 +11,17 @@ import re
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Mapping
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 
 __all__ = ["atomic_write", "atomic_write_json", "save_checkpoint", "read_metadata", "LazyCheckpoint",
-           "load_checkpoint", "validate_state", "check_arch", "import_pt", "model_metadata",
+           "load_checkpoint", "validate_state", "validate_tensors", "check_arch", "import_pt", "model_metadata",
            "model_from_checkpoint"]
 
 
@@ -118,17 +119,42 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 
 def _check_tensor(where: str, name: str, t: Tensor, ref: Tensor, nonfinite: str) -> bool:
-    """True if t may replace ref; raises CheckpointError naming the tensor otherwise."""
+    """True if t may replace ref, False if it is non-finite and nonfinite="skip"; CheckpointError naming
+    the tensor otherwise."""
     if tuple(t.shape) != tuple(ref.shape):
         raise CheckpointError(f"{where}: tensor {name!r} has shape {tuple(t.shape)}, model expects {tuple(ref.shape)}")
     if t.dtype != ref.dtype:
         raise CheckpointError(f"{where}: tensor {name!r} has dtype {t.dtype}, model expects {ref.dtype}")
     if t.is_floating_point() and not torch.isfinite(t).all():
         if nonfinite == "skip":
-            warnings.warn(f"{where}: tensor {name!r} holds NaN/Inf; skipped (model keeps its own value)")
             return False
         raise CheckpointError(f"{where}: tensor {name!r} holds NaN/Inf")
     return True
+
+
+def validate_tensors(where: str, tensors: LazyCheckpoint | Mapping[str, Tensor], expected: Mapping[str, Tensor], *,
+                     nonfinite: str = "error", keep: bool = True) -> tuple[dict[str, Tensor], list[str]]:
+    """Check tensors against the ones a model expects: the same names, then per tensor shape, dtype, finiteness.
+
+    Reads a LazyCheckpoint one tensor at a time; `expected` may live on the meta device (only shapes and
+    dtypes are compared). The first problem raises CheckpointError naming `where` and the tensor.
+    Args:
+        nonfinite: "error" rejects a NaN/Inf tensor; "skip" leaves it out and lists its name.
+        keep: return the valid tensors (False: check and drop each, memory stays at one tensor).
+    Returns:
+        (the valid tensors by name, or {} without keep; the names of the non-finite tensors skipped).
+    """
+    if nonfinite not in ("error", "skip"):
+        raise ConfigError(f"nonfinite={nonfinite!r}; valid: error, skip")
+    validate_state(where, list(tensors.keys()), expected)
+    valid, skipped = {}, []
+    for name, ref in expected.items():
+        t = tensors.get(name)
+        if not _check_tensor(where, name, t, ref, nonfinite):
+            skipped.append(name)
+        elif keep:
+            valid[name] = t
+    return valid, skipped
 
 
 def validate_state(where: str, keys: list[str], expected: dict[str, Tensor]) -> None:
@@ -157,9 +183,10 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, *, nonfinite: str
     expected = model.state_dict()
     with LazyCheckpoint(path) as ckpt:
         check_arch(str(path), ckpt.metadata, model)
-        validate_state(str(path), ckpt.keys(), expected)
-        new = {k: t for k in expected if _check_tensor(str(path), k, t := ckpt.get(k), expected[k], nonfinite)}
+        new, skipped = validate_tensors(str(path), ckpt, expected, nonfinite=nonfinite)
         metadata = dict(ckpt.metadata)
+    for name in skipped:
+        warnings.warn(f"{path}: tensor {name!r} holds NaN/Inf; skipped (model keeps its own value)")
     with torch.no_grad():
         for k, t in new.items():
             expected[k].copy_(t)

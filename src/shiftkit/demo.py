@@ -9,7 +9,7 @@ import torch
 from . import models
 from .checkpoints import atomic_write_json, save_checkpoint
 from .data import load_domains
-from .plots import bar_plot
+from .render import bar_plot
 from .train import TrainConfig, evaluate, fit
 
 

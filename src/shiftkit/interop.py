@@ -19,8 +19,8 @@ from safetensors.torch import load_file
 from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
-from .checkpoints import (LazyCheckpoint, _check_tensor, atomic_write, import_pt, model_metadata, read_metadata,
-                          save_checkpoint, validate_state)
+from .checkpoints import (LazyCheckpoint, atomic_write, import_pt, model_metadata, read_metadata, save_checkpoint,
+                          validate_state, validate_tensors)
 from .errors import CheckpointError
 
 __all__ = ["read_state", "match_keys", "import_state", "as_source", "import_checkpoint", "fold_masks",
@@ -73,15 +73,11 @@ def import_state(state: dict[str, Tensor], model: nn.Module, *, where: str = "<s
         if k.endswith("num_batches_tracked") and k not in state:
             state[k] = expected[k].clone()
     validate_state(where, list(state), expected)
-    skipped, new = [], {}
-    for k, ref in expected.items():
-        t = state[k]
-        t = t.to(ref.dtype) if t.is_floating_point() and ref.is_floating_point() else t
-        if skip_mismatched and tuple(t.shape) != tuple(ref.shape):
-            skipped.append(k)
-            continue
-        _check_tensor(where, k, t, ref, "error")
-        new[k] = t
+    skipped = [k for k, ref in expected.items() if skip_mismatched and tuple(state[k].shape) != tuple(ref.shape)]
+    kept = {k: ref for k, ref in expected.items() if k not in skipped}
+    cast = {k: state[k].to(ref.dtype) if state[k].is_floating_point() and ref.is_floating_point() else state[k]
+            for k, ref in kept.items()}
+    new, _ = validate_tensors(where, cast, kept)
     with torch.no_grad():
         for k, t in new.items():
             expected[k].copy_(t)

@@ -11,30 +11,21 @@ plus train runs (accuracy per domain). Writes `report.md` and PNGs next to it.
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterable
 
 from .checkpoints import atomic_write
-from .plots import plt
+from .render import draw_lines, figure, markdown_table, plt, set_title
+from .stats import MeanStd, format_mean_std, mean_std
 
-__all__ = ["collect", "write_report", "mean_std"]
+__all__ = ["collect", "write_report"]
 
 _MEM_KEYS = ("peak_rss_mib", "rss_anon_mib", "uss_mib", "peak_rss_mb", "rss_mib", "memory_mib")
 
 
-def mean_std(xs: Iterable[float]) -> tuple[float, float, int]:
-    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
-    if not xs:
-        return float("nan"), float("nan"), 0
-    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0), len(xs)
-
-
 def _fmt(m: float, s: float, n: int) -> str:
-    f = ".0f" if abs(m) >= 10 else ".3f"  # MiB as integers, accuracies to 0.1 point
-    return "—" if n == 0 else (f"{m:{f}} ± {s:{f}}" if n > 1 else f"{m:{f}}")
+    return format_mean_std(MeanStd(m, s, n), spec=".0f" if abs(m) >= 10 else ".3f")  # MiB as integers, accuracies to 0.1 point
 
 
 # ---- reading -----------------------------------------------------------------------------------------
@@ -106,12 +97,6 @@ def collect(results_dir: str | Path) -> dict[str, list]:
 
 
 # ---- tables and plots ----------------------------------------------------------------------------------
-def _table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def _method_label(r: dict) -> str:
     return r["method"] + (" (last epoch)" if r.get("select") == "last" else "")
 
@@ -127,7 +112,7 @@ def _transfer(rows: list[dict], out: Path) -> str:
             by[_method_label(r)].append(r)
         stats = sorted(((m, mean_std(x["accuracy"] for x in v)) for m, v in by.items()), key=lambda t: -t[1][0])
         parts.append(f"### {ds}, target {target}, {shots or 'all'} target labels\n")
-        parts.append(_table(["method", "accuracy", "runs"], [[m, _fmt(*s), s[2]] for m, s in stats]) + "\n")
+        parts.append(markdown_table(["method", "accuracy", "runs"], [[m, _fmt(*s), s[2]] for m, s in stats]) + "\n")
         png = out / f"transfer_curve_{ds}_{target}_{shots or 'all'}.png".replace("/", "-")
         if _curve_plot(by, png, title=f"{ds} -> {target}, {shots or 'all'} labels: accuracy after each absorbed source"):
             parts.append(f"![accuracy after each source]({png.name})\n")
@@ -143,7 +128,12 @@ def _curve_plot(by: dict[str, list[dict]], png: Path, *, title: str) -> bool:
     curves = sorted(m for m, v in by.items() if any(r.get("curve") for r in v))
     if not curves:
         return False
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 0.22 * len(by) + 3.6), gridspec_kw={"width_ratios": [3, 2]})
+    with figure(png, ncols=2, size=(12, 0.22 * len(by) + 3.6), gridspec_kw={"width_ratios": [3, 2]}) as (ax, bx):
+        _curves_and_bars(by, curves, ax, bx, title)
+    return True
+
+
+def _curves_and_bars(by: dict[str, list[dict]], curves: list[str], ax, bx, title: str) -> None:
     colors = plt.get_cmap("tab10").colors
     color = {m: colors[i % 10] for i, m in enumerate(curves)}
     k_max = 1
@@ -153,8 +143,8 @@ def _curve_plot(by: dict[str, list[dict]], png: Path, *, title: str) -> bool:
         ys = [mean_std(r["curve"][j] for r in rs)[0] for j in range(length)]
         k_max = max(k_max, length)
         ax.plot(range(1, length + 1), ys, marker="o", ms=3, color=color[m], ls=_STYLES[i // 10 % 4], label=m)
-    ax.set(title=title, xlabel="sources absorbed", ylabel="target test accuracy")
-    ax.title.set_fontsize(9)
+    set_title(ax, title)
+    ax.set(xlabel="sources absorbed", ylabel="target test accuracy")
     ax.set_xticks(range(1, k_max + 1))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -164,13 +154,9 @@ def _curve_plot(by: dict[str, list[dict]], png: Path, *, title: str) -> bool:
     bx.set_yticks(range(len(final)), [m for m, _ in final], fontsize=7)
     lo = min(t[1][0] - t[1][1] for t in final)
     bx.set_xlim(max(0.0, lo - 0.05), min(1.0, max(t[1][0] + t[1][1] for t in final) + 0.03))
-    bx.set(title="final accuracy (mean ± std; grey: no per-source curve)", xlabel="target test accuracy")
-    bx.title.set_fontsize(9)
+    set_title(bx, "final accuracy (mean ± std; grey: no per-source curve)")
+    bx.set(xlabel="target test accuracy")
     bx.grid(alpha=0.3, axis="x")
-    fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
-    return True
 
 
 def _prune_stats(rows: list[dict], summaries: list[dict]) -> dict[str, dict[float, dict]]:
@@ -188,34 +174,35 @@ def _prune_stats(rows: list[dict], summaries: list[dict]) -> dict[str, dict[floa
     return stats
 
 
+def _prune_plot(stats: dict[str, dict[float, dict]], png: Path) -> None:
+    curves = sorted(m for m in stats if len(stats[m]) > 1)  # a single sparsity is a table entry, not a curve
+    with figure(png, ncols=2, size=(11, 4.2), sharey=True) as axes:
+        for ax, key, name in zip(axes, ("clean", "shifted"), ("clean test", "shifted (mean over shifted sets)")):
+            for i, m in enumerate(curves):
+                xs = [s for s in sorted(stats[m]) if stats[m][s][key][2]]
+                dodge = 0.4 * (i - (len(curves) - 1) / 2)  # side by side, so error bars do not hide each other
+                if xs:
+                    ax.errorbar([100 * x + dodge for x in xs], [stats[m][s][key][0] for s in xs],
+                                yerr=[stats[m][s][key][1] for s in xs], marker="o", ms=4, capsize=3, label=m)
+            for m in (m for m in stats if set(stats[m]) == {0.0} and stats[m][0.0][key][2]):  # the dense reference
+                ax.axhline(stats[m][0.0][key][0], color="0.4", ls="--", lw=1, label=f"{m} (0%)")
+            set_title(ax, f"accuracy vs sparsity: {name}", fontsize=10)
+            ax.set(xlabel="sparsity (% of prunable weights)", ylabel="accuracy")
+            ax.grid(alpha=0.3)
+        if axes[1].get_legend_handles_labels()[0]:
+            axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+
+
 def _prune(rows: list[dict], summaries: list[dict], out: Path) -> str:
     stats = _prune_stats(rows, summaries)
     sparsities = sorted({sp for per in stats.values() for sp in per})
     header = ["method"] + [f"{s:.0%} clean / shifted" for s in sparsities]
     table = [[m, *[f"{_fmt(*stats[m][s]['clean'])} / {_fmt(*stats[m][s]['shifted'])}" if s in stats[m] else "—"
                    for s in sparsities]] for m in sorted(stats)]
-    curves = sorted(m for m in stats if len(stats[m]) > 1)  # a single sparsity is a table entry, not a curve
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for ax, key, name in zip(axes, ("clean", "shifted"), ("clean test", "shifted (mean over shifted sets)")):
-        for i, m in enumerate(curves):
-            xs = [s for s in sorted(stats[m]) if stats[m][s][key][2]]
-            dodge = 0.4 * (i - (len(curves) - 1) / 2)  # side by side, so error bars do not hide each other
-            if xs:
-                ax.errorbar([100 * x + dodge for x in xs], [stats[m][s][key][0] for s in xs],
-                            yerr=[stats[m][s][key][1] for s in xs], marker="o", ms=4, capsize=3, label=m)
-        for m in (m for m in stats if set(stats[m]) == {0.0} and stats[m][0.0][key][2]):  # the dense reference
-            ax.axhline(stats[m][0.0][key][0], color="0.4", ls="--", lw=1, label=f"{m} (0%)")
-        ax.set(title=f"accuracy vs sparsity: {name}", xlabel="sparsity (% of prunable weights)", ylabel="accuracy")
-        ax.title.set_fontsize(10)
-        ax.grid(alpha=0.3)
-    if axes[1].get_legend_handles_labels()[0]:
-        axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    fig.savefig(out / "prune_accuracy_vs_sparsity.png", dpi=120)
-    plt.close(fig)
+    _prune_plot(stats, out / "prune_accuracy_vs_sparsity.png")
     return ("## Pruning: accuracy vs sparsity\n\nMean ± std over seeds, clean test / mean over shifted sets "
             "(methods at one sparsity only are in the table, not the plot).\n\n"
-            + _table(header, table) + "\n\n![accuracy vs sparsity](prune_accuracy_vs_sparsity.png)\n")
+            + markdown_table(header, table) + "\n\n![accuracy vs sparsity](prune_accuracy_vs_sparsity.png)\n")
 
 
 def _memory(rows: list[dict], out: Path) -> str:
@@ -224,27 +211,18 @@ def _memory(rows: list[dict], out: Path) -> str:
     if any(r.get("anon_mib") is not None for r in rows):
         series["anon_mib"] = "anonymous (RssAnon)"
     ks = sorted({r["K"] for r in rows})
-    fig, axes = plt.subplots(1, len(series), figsize=(6.5 * len(series), 4.2), squeeze=False)
     parts = ["## Memory vs K"]
-    for ax, (key, name) in zip(axes[0], series.items()):
-        by = defaultdict(lambda: defaultdict(list))
-        for r in rows:
-            if r.get(key) is not None:
-                by[r["method"]][r["K"]].append(r[key])
-        parts.append(f"{name} (MiB), one fresh process per point:\n\n" + _table(
-            ["method", *[f"K={k}" for k in ks]], [[m, *[_fmt(*mean_std(by[m].get(k, []))) for k in ks]] for m in sorted(by)]))
-        for m in sorted(by):
-            xs = sorted(by[m])
-            ax.plot(xs, [statistics.fmean(by[m][k]) for k in xs], marker="o", label=m)
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(ks, [str(k) for k in ks])
-        ax.set_ylim(0, 1.08 * max(v for per in by.values() for vs in per.values() for v in vs))
-        ax.set(title=f"{name} vs number of sources K", xlabel="K (sources, log scale)", ylabel=f"{name} (MiB)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "memory_vs_k.png", dpi=120)
-    plt.close(fig)
+    with figure(out / "memory_vs_k.png", ncols=len(series), size=(6.5 * len(series), 4.2)) as axes:
+        for ax, (key, name) in zip(axes, series.items()):
+            by = defaultdict(lambda: defaultdict(list))
+            for r in rows:
+                if r.get(key) is not None:
+                    by[r["method"]][r["K"]].append(r[key])
+            parts.append(f"{name} (MiB), one fresh process per point:\n\n" + markdown_table(
+                ["method", *[f"K={k}" for k in ks]], [[m, *[_fmt(*mean_std(by[m].get(k, []))) for k in ks]] for m in sorted(by)]))
+            lines = {m: (sorted(by[m]), [mean_std(by[m][k]).mean for k in sorted(by[m])], None) for m in sorted(by)}
+            draw_lines(ax, lines, title=f"{name} vs number of sources K", xlabel="K (sources, log scale)",
+                       ylabel=f"{name} (MiB)", logx=True, y_from_zero=True)
     return "\n\n".join(parts) + "\n\n![memory vs K](memory_vs_k.png)\n"
 
 
@@ -252,7 +230,7 @@ def _train(rows: list[dict]) -> str:
     domains = sorted({d for r in rows for d in r["domains"]}, key=lambda d: (len(d), d))
     body = [[r["model"], r["domain"], r["seed"], *[f"{r['domains'].get(d, float('nan')):.3f}" for d in domains]]
             for r in sorted(rows, key=lambda r: (r["model"], r["seed"]))]
-    return "## Trained models: test accuracy per domain\n\n" + _table(["model", "trained on", "seed", *domains], body) + "\n"
+    return "## Trained models: test accuracy per domain\n\n" + markdown_table(["model", "trained on", "seed", *domains], body) + "\n"
 
 
 def write_report(results_dir: str | Path, out: str | Path | None = None) -> Path:

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from shiftkit.bench.transfer import _order
-from shiftkit.bench._results import paired_interval
+from shiftkit.stats import paired_interval
 from shiftkit.bench.transfer_report import accuracy_section
 
 

@@ -8,7 +8,8 @@ from PIL import Image
 
 from shiftkit.cli import main
 from shiftkit.config import parse_experiment
-from shiftkit.report import collect, mean_std, write_report
+from shiftkit.report import collect, write_report
+from shiftkit.stats import mean_std
 from shiftkit.sweep import expand_grid, run_grid
 
 

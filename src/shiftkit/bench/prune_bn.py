@@ -18,8 +18,9 @@ import torch
 
 from .. import prune
 from ..train import TrainConfig, adapt_bn, fit, recalibrate_bn
+from ..render import markdown_table
+from ..stats import format_interval, format_mean_std, mean_std, paired_interval
 from . import _results
-from ._results import paired_interval
 from .prune import ARMS, BenchConfig, _accuracy, _data, _masks, dense_model
 
 __all__ = ["STAGES", "run_one", "run", "markdown"]
@@ -73,28 +74,22 @@ def run(cfg: BenchConfig, arms: list[str], sparsity: float, out_path, *, progres
     return rows
 
 
-def _pm(v: list[float]) -> str:
-    return f"{statistics.fmean(v):.1f} ± {statistics.stdev(v) if len(v) > 1 else 0.0:.1f}"
+def _pm(values: list[float]) -> str:
+    return format_mean_std(mean_std(values), scale=100, single_std=True)
 
 
 def markdown(rows: list[dict], cfg: BenchConfig, command: str) -> str:
-    arms = list(dict.fromkeys(r["arm"] for r in rows))
-    lines = [f"#### BatchNorm statistics after pruning and under shift: {cfg.tag}", "", f"Command: `{command}`", "",
-             "Accuracy % clean / shifted (mean ± std over seeds; shifted = mean of the 16 shifted sets of `bench prune`). "
-             "*pruned*: masks applied, the dense net's BN statistics; *+recal*: BN re-estimated on the clean calibration "
-             "images; *ft*: then fine-tuned with fixed masks (same budget as `bench prune`); *ft+AdaBN*: BN re-estimated "
-             "on each shifted set's own images before evaluating it. `dense_ft` is the unpruned net through the same steps.",
-             "", "| arm | sparsity | seeds | " + " | ".join(STAGES) + " | Δshift AdaBN − ft (pts) [95% CI] |",
-             "|---|---|---|" + "---|" * len(STAGES) + "---|"]
-    for arm in arms:
+    body = []
+    for arm in dict.fromkeys(r["arm"] for r in rows):
         rs = [r for r in rows if r["arm"] == arm]
-        cells = []
-        for st in STAGES:
-            c = [100 * r["clean"][st] for r in rs]
-            s = [100 * r["shift"][st] for r in rs]
-            cells.append(f"{_pm(c)} / {_pm(s)}")
+        cells = [f"{_pm([r['clean'][st] for r in rs])} / {_pm([r['shift'][st] for r in rs])}" for st in STAGES]
         # paired over seeds: the same fine-tuned net evaluated with and without AdaBN
-        d, lo, hi = paired_interval([100 * (r["shift"]["ft+AdaBN"] - r["shift"]["ft"]) for r in rs])
-        ci = f"{d:+.1f}" + ("" if len(rs) < 2 else f" [{lo:+.1f}, {hi:+.1f}]")
-        lines.append(f"| {arm} | {rs[0]['sparsity']} | {len(rs)} | " + " | ".join(cells) + f" | {ci} |")
-    return "\n".join(lines)
+        ci = format_interval(paired_interval([100 * (r["shift"]["ft+AdaBN"] - r["shift"]["ft"]) for r in rs]))
+        body.append([arm, rs[0]["sparsity"], len(rs), *cells, ci])
+    return "\n".join([
+        f"#### BatchNorm statistics after pruning and under shift: {cfg.tag}", "", f"Command: `{command}`", "",
+        "Accuracy % clean / shifted (mean ± std over seeds; shifted = mean of the 16 shifted sets of `bench prune`). "
+        "*pruned*: masks applied, the dense net's BN statistics; *+recal*: BN re-estimated on the clean calibration "
+        "images; *ft*: then fine-tuned with fixed masks (same budget as `bench prune`); *ft+AdaBN*: BN re-estimated "
+        "on each shifted set's own images before evaluating it. `dense_ft` is the unpruned net through the same steps.",
+        "", markdown_table(["arm", "sparsity", "seeds", *STAGES, "Δshift AdaBN − ft (pts) [95% CI]"], body)])

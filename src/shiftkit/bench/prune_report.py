@@ -6,21 +6,16 @@ speed commands can run in any order and each leaves the other's tables in place.
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from pathlib import Path
 
-from ..plots import line_plot
+from ..render import line_plot, markdown_table
+from ..stats import Interval, MeanStd, format_interval, format_mean_std, mean_std, paired_interval
 from . import _results
 
 __all__ = ["summarize", "paired", "write_plots", "render_section", "update_results_md"]
 
 REFERENCE = "magnitude"
-
-
-def _mean_std(xs: list[float]) -> tuple[float, float]:
-    m = sum(xs) / len(xs)
-    return m, (math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0)
 
 
 def _metrics(r: dict) -> dict[str, float]:
@@ -37,8 +32,7 @@ def paired(records: list[dict], arm: str, sparsity: float, metric: str, referenc
     diffs = [by[(arm, s)] - by[(reference, s)] for (a, s) in by if a == arm and (reference, s) in by]
     if len(diffs) < 2:
         return None
-    m, lo, hi = _results.paired_interval(diffs)
-    return {"mean": m, "lo": lo, "hi": hi, "n": len(diffs)}
+    return {**paired_interval(diffs)._asdict(), "n": len(diffs)}
 
 
 def summarize(records: list[dict]) -> list[dict]:
@@ -51,34 +45,28 @@ def summarize(records: list[dict]) -> list[dict]:
         ms = [_metrics(r) for r in rs]
         row = {"arm": arm, "sparsity": s, "n": len(rs), "reached": sum(r["sparsity_reached"] for r in rs) / len(rs)}
         for k in ms[0]:
-            row[k] = _mean_std([m[k] for m in ms])
+            row[k] = mean_std(m[k] for m in ms)[:2]  # (mean, std): the summary JSON's [mean, std] pairs
         for k in ("clean", "shift", "rel"):
             row[f"d_{k}"] = None if arm == REFERENCE else paired(records, arm, s, k)
         rows.append(row)
     return rows
 
 
-def _pm(ms: tuple[float, float], scale: float = 100) -> str:
-    return f"{ms[0] * scale:.1f} ± {ms[1] * scale:.1f}"
+def _pm(row: dict, metric: str) -> str:
+    return format_mean_std(MeanStd(*row[metric], row["n"]), scale=100, single_std=True)
 
 
-def _diff(d: dict | None, scale: float = 100) -> str:
-    if d is None:
-        return "—"
-    mark = " ▲" if d["lo"] > 0 else " ▼" if d["hi"] < 0 else ""
-    return f"{d['mean'] * scale:+.1f} [{d['lo'] * scale:+.1f}, {d['hi'] * scale:+.1f}]{mark}"
+def _diff(d: dict | None) -> str:
+    return format_interval(None if d is None else Interval(d["mean"], d["lo"], d["hi"]), scale=100, marks=True)
 
 
 def table(rows: list[dict], arms: list[str] | None = None, sparsities: list[float] | None = None) -> str:
-    head = ("| sparsity | arm | n | clean % | shift % | shift/clean % | before FT % | Δclean vs magnitude | "
-            "Δshift vs magnitude | Δ(shift/clean) |\n|---|---|---|---|---|---|---|---|---|---|\n")
-    lines = []
-    for r in rows:
-        if (arms and r["arm"] not in arms) or (sparsities and not any(abs(r["sparsity"] - s) < 1e-9 for s in sparsities)):
-            continue
-        lines.append(f"| {r['sparsity']:.2f} | {r['arm']} | {r['n']} | {_pm(r['clean'])} | {_pm(r['shift'])} | "
-                     f"{_pm(r['rel'])} | {_pm(r['before_ft'])} | {_diff(r['d_clean'])} | {_diff(r['d_shift'])} | {_diff(r['d_rel'])} |")
-    return head + "\n".join(lines)
+    body = [[f"{r['sparsity']:.2f}", r["arm"], r["n"], *[_pm(r, k) for k in ("clean", "shift", "rel", "before_ft")],
+             *[_diff(r[k]) for k in ("d_clean", "d_shift", "d_rel")]] for r in rows
+            if not (arms and r["arm"] not in arms)
+            and not (sparsities and not any(abs(r["sparsity"] - s) < 1e-9 for s in sparsities))]
+    return markdown_table(["sparsity", "arm", "n", "clean %", "shift %", "shift/clean %", "before FT %",
+                           "Δclean vs magnitude", "Δshift vs magnitude", "Δ(shift/clean)"], body)
 
 
 def severity_table(records: list[dict], sparsity: float, arms: list[str]) -> str:
@@ -88,8 +76,7 @@ def severity_table(records: list[dict], sparsity: float, arms: list[str]) -> str
         return ""
     keys = sorted({k for r in rs for k in r["shift"] if k.startswith("drift_")})
     sevs = sorted({int(k.split("@")[1]) for r in rs for k in r["shift"] if "@" in k})
-    cols = ["clean", *keys, *[f"corruption sev {s}" for s in sevs]]
-    out = "| arm | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols) + "\n"
+    body = []
     for arm in arms:
         a = [r for r in rs if r["arm"] == arm]
         if not a:
@@ -99,8 +86,9 @@ def severity_table(records: list[dict], sparsity: float, arms: list[str]) -> str
         for s in sevs:
             v = [r["shift"][k] for r in a for k in r["shift"] if k.endswith(f"@{s}")]
             vals.append(sum(v) / len(v))
-        out += f"| {arm} | " + " | ".join(f"{v * 100:.1f}" for v in vals) + " |\n"
-    return out
+        body.append([arm, *[f"{v * 100:.1f}" for v in vals]])
+    # the trailing newline leaves the blank line RESULTS.md has always had before the plots
+    return markdown_table(["arm", "clean", *keys, *[f"corruption sev {s}" for s in sevs]], body) + "\n"
 
 
 def write_plots(rows: list[dict], prefix: Path, arms: list[str]) -> list[Path]:
