@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable, Generic, TypeVar
 
-from .errors import ConfigError
+from .errors import ConfigError, suggest
 
 T = TypeVar("T")
 
@@ -30,7 +30,9 @@ class Registry(Generic[T]):
             return self._entries[name]
         except KeyError:
             valid = ", ".join(sorted(self._entries))
-            raise ConfigError(f"unknown {self.kind} {name!r}; valid names: {valid}") from None
+            hint = suggest(name, self._entries)
+            near = f" (did you mean {hint!r}?)" if hint else ""
+            raise ConfigError(f"unknown {self.kind} {name!r}{near}; valid names: {valid}") from None
 
     def create(self, name: str, *args, **kwargs) -> T:
         return self.get(name)(*args, **kwargs)
