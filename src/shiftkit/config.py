@@ -1,10 +1,10 @@
 """One experiment = one YAML file: data, model, method, budget, output folder (pydantic-validated).
 
     exp = load_experiment("examples/grasp.yaml", overrides=["budget.epochs=1", "method.options.tau=0.5"])
-    result = shiftkit.sweep.run_experiment(exp)
+    result = shiftkit.experiment.run_experiment(exp)
 
 Unknown keys and wrong types raise ConfigError naming the file, the dotted key and its line.
-Every flag of `shiftkit train / prune / transfer / sources` maps to a key (`shiftkit._cli_ux.flag_keys`),
+Every flag of `shiftkit train / prune / transfer / sources` maps to a key (`shiftkit.cli._common.flag_keys`),
 so a command line and a config file describe the same experiment.
 """
 from __future__ import annotations

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from shiftkit.config import parse_experiment
-from shiftkit.sweep import expand_grid, run_experiment, run_grid
+from shiftkit.experiment import run_experiment
+from shiftkit.sweep import expand_grid, run_grid
 
 
 class _Stream(io.StringIO):

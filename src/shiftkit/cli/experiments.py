@@ -22,13 +22,14 @@ def _experiment(config: Path, sets: list[str], extra: list[str]):
 
 
 def _summary(r: dict) -> dict:
+    """One table row per result: numbers only, no wall-clock (the same run prints the same table;
+    seconds are in <out>/timing.json)."""
     row = {"run": Path(r["experiment"]["out"]).name, "kind": r["kind"], "method": r["method"], "model": r["model"],
            "seed": r["seed"], "accuracy": r["test"]["accuracy"]}
     if r.get("shifted_mean") is not None:
         row["shifted_mean"] = r["shifted_mean"]
     if "true_sparsity" in r:
         row["sparsity"] = r["true_sparsity"]
-    row["seconds"] = r["seconds"]
     return row
 
 
@@ -46,7 +47,7 @@ def run(ctx: typer.Context, config: Path = typer.Argument(..., help="experiment 
     """
     import yaml
 
-    from ..sweep import run_experiment
+    from ..experiment import run_experiment
 
     exp = _experiment(config, set_, ctx.args)
     if dry_run:

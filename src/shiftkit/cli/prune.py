@@ -1,22 +1,14 @@
 """`shiftkit prune`: prune a checkpoint, fine-tune with fixed masks, save the sparse model."""
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ._common import json_line, table
+from ._common import from_flags, json_line, table
 
 commands = typer.Typer()
-
-
-def _criterion_options(**opts) -> dict:
-    """Common options always; method-specific ones only when given (criteria reject unknown options)."""
-    common = ("scope", "keep_first", "keep_last", "max_layer_sparsity", "skip_unsupported", "seed")
-    return {k: v for k, v in opts.items() if k in common or v is not None}
 
 
 @commands.command("prune")
@@ -45,33 +37,23 @@ def prune_cmd(
     lr: float = typer.Option(1e-3), batch_size: int = typer.Option(128), seed: int = typer.Option(0),
     out: Path = typer.Option(Path("runs/pruned.safetensors"), help="sparse safetensors output"),
 ):
-    """Prune a checkpoint, fine-tune with fixed masks, save the sparse model and its per-layer sparsity.
+    """Prune a checkpoint, fine-tune with fixed masks, save the sparse model and its per-layer sparsity;
+    test on every domain (results: <out without suffix>/result.json).
 
     Example: shiftkit prune runs/m.safetensors --method gcnet --sparsity 0.9 --hybrid-split 2 --dataset fashion_mnist --finetune-epochs 2 --out runs/p.safetensors
     """
     from .. import prune
-    from ..checkpoints import load_checkpoint, model_from_checkpoint
-    from ..data import domain_index, load_domains
-    from ..train import TrainConfig, evaluate, fit, recalibrate_bn
+    from ..experiment import run_experiment
 
     prune.check_fraction(sparsity, "--sparsity")
-    crit = prune.create(method, **_criterion_options(
-        scope=scope, keep_first=keep_first, keep_last=keep_last, max_layer_sparsity=max_layer_sparsity,
-        skip_unsupported=skip_unsupported, seed=seed, hybrid_split=hybrid_split, reading=reading, combine=combine,
-        inverse=inverse, granularity=granularity, calib_per_class=calib_per_class))
-    net = model_from_checkpoint(checkpoint, default_arch="small_cnn")
-    load_checkpoint(checkpoint, net)
-    domains = load_domains(dataset, root, seed=seed)
-    d = domains[domain_index(domains, domain, "--domain")]
-    calib = d.train if calib_domain is None else domains[domain_index(domains, calib_domain, "--calib-domain")].train
-    cfg = TrainConfig(epochs=finetune_epochs, lr=lr, batch_size=batch_size, seed=seed)
-    masks = prune.prune_model(net, crit, sparsity, data=calib, steps=steps, train=d.train, val=d.val, train_cfg=cfg)
-    prune.apply(net, masks)
-    if bn_recalibrate:  # the dense net's BN statistics no longer describe the pruned layers' outputs
-        recalibrate_bn(net, calib)
-    fit(net, d.train, d.val, cfg)
-    report = prune.export(net, out, metadata={"pruned_from": str(checkpoint), "method": method, "dataset": dataset,
-                                              "prune_config": json.dumps(dataclasses.asdict(crit.cfg), default=str)})
-    table([{k: v for k, v in r.items() if k != "shape"} for r in report], title=f"{method} @ {sparsity}: true sparsity")
-    test = {k: v for k, v in evaluate(net, d.test).items() if k != "loss"}
-    json_line({"checkpoint": str(out), "sparsity": report[-1]["sparsity"], "test": test})
+    exp = from_flags("prune", checkpoint=checkpoint, method=method, sparsity=sparsity, scope=scope,
+                     hybrid_split=hybrid_split, reading=reading, combine=combine, inverse=inverse,
+                     granularity=granularity, calib_per_class=calib_per_class, keep_first=keep_first,
+                     keep_last=keep_last, max_layer_sparsity=max_layer_sparsity, skip_unsupported=skip_unsupported,
+                     dataset=dataset, root=root, domain=domain, calib_domain=calib_domain, steps=steps,
+                     bn_recalibrate=bn_recalibrate, finetune_epochs=finetune_epochs, lr=lr, batch_size=batch_size,
+                     seed=seed, out=out)
+    r = run_experiment(exp)
+    table(r["layers"], title=f"{method} @ {sparsity}: true sparsity {r['true_sparsity']:.4f}")
+    json_line({"checkpoint": r["checkpoint"], "sparsity": r["true_sparsity"], "test": r["test"],
+               "shifted_mean": r.get("shifted_mean"), "result": str(Path(exp.out) / "result.json")})

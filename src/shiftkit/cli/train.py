@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ._common import json_line, table
+from ._common import from_flags, json_line, table
 
 commands = typer.Typer()
 
@@ -16,21 +16,17 @@ def train(model: str = typer.Option("small_cnn"), dataset: str = typer.Option("d
           domain: int = typer.Option(0, help="domain index to train on (-1: the last)"), epochs: int = typer.Option(5),
           lr: float = typer.Option(1e-3), batch_size: int = typer.Option(128), seed: int = typer.Option(0),
           root: Optional[Path] = typer.Option(None), out: Path = typer.Option(Path("runs/model.safetensors"))):
-    """Train a model on one domain and save it as safetensors.
+    """Train a model on one domain and save it as safetensors (results: <out without suffix>/result.json).
 
     Example: shiftkit train --model small_cnn --dataset driftfmnist --domain 0 --epochs 3 --out runs/m.safetensors
     """
-    from .. import models as zoo
-    from ..checkpoints import save_checkpoint
-    from ..data import domain_index, load_domains
-    from ..train import TrainConfig, evaluate, fit
+    from ..experiment import run_experiment
 
-    domains = load_domains(dataset, root, seed=seed)
-    d = domains[domain_index(domains, domain, "--domain")]
-    net = zoo.create(model, num_classes=len(d.classes), in_chans=d.train.shape[0])
-    fit(net, d.train, d.val, TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed))
-    save_checkpoint(out, net, metadata={"domain": d.name, "dataset": dataset})
-    json_line({"domain": d.name, "test": evaluate(net, d.test), "checkpoint": str(out)})
+    exp = from_flags("train", model=model, dataset=dataset, domain=domain, epochs=epochs, lr=lr,
+                     batch_size=batch_size, seed=seed, root=root, out=out)
+    r = run_experiment(exp)
+    json_line({"domain": r["domain"], "test": r["test"], "shifted_mean": r.get("shifted_mean"),
+               "checkpoint": r["checkpoint"], "result": str(Path(exp.out) / "result.json")})
 
 
 @commands.command("eval")

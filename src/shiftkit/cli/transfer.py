@@ -1,36 +1,19 @@
 """`shiftkit sources / transfer / transfer-methods`: build a source zoo, merge it into a target model."""
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from ..errors import ConfigError
-from ._common import say, table
+from ._common import from_flags, say, table
 
 commands = typer.Typer()
 
 
-def _parse_sets(pairs: list[str]) -> dict:
-    """["tau=0.5", "granularity=channel"] -> {"tau": 0.5, "granularity": "channel"} (JSON values, else strings)."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ConfigError(f"--set expects key=value, got {pair!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
-
-
 @commands.command()
 def sources(dataset: str = typer.Option("driftfmnist"), model: str = typer.Option("small_cnn"),
-            target: Optional[int] = typer.Option(None, help="domain left out (the transfer target)"),
+            target: Optional[int] = typer.Option(None, help="domain left out (the transfer target; -1: the last)"),
             out: Path = typer.Option(Path("runs/zoo")), base_domain: int = typer.Option(0),
             base_epochs: int = typer.Option(5), source_epochs: int = typer.Option(3),
             width: Optional[int] = typer.Option(None, help="model width option (small_cnn / resnet)"),
@@ -39,14 +22,14 @@ def sources(dataset: str = typer.Option("driftfmnist"), model: str = typer.Optio
 
     Example: shiftkit sources --dataset driftfmnist --model small_cnn --target 7 --out runs/zoo
     """
-    from ..data import load_domains
-    from ..transfer.zoo import ZooConfig, build_zoo, quick_report
+    from ..experiment import prepare, zoo_path
+    from ..transfer.zoo import quick_report
 
-    domains = load_domains(dataset, root, seed=seed)
-    cfg = ZooConfig(model=model, model_kwargs={"width": width} if width else {}, base_domain=base_domain,
-                    base_epochs=base_epochs, source_epochs=source_epochs, seed=seed)
-    build_zoo(domains, out, cfg=cfg, dataset=dataset, exclude=() if target is None else (target,))
-    table(quick_report(domains, out), title=f"zoo {out} (base on {domains[base_domain].name})")
+    exp = from_flags("sources", dataset=dataset, model=model, target=target, out=out, base_domain=base_domain,
+                     base_epochs=base_epochs, source_epochs=source_epochs, width=width, seed=seed, root=root)
+    domains = exp.data.load()
+    prepare(exp, domains, exclude=None if target is not None else ())  # no --target: a source for every domain
+    table(quick_report(domains, zoo_path(exp)), title=f"zoo {out} (base on {domains[base_domain].name})")
 
 
 @commands.command("transfer-methods")
@@ -62,7 +45,7 @@ def transfer_methods():
 
 @commands.command()
 def transfer(method: str = typer.Option("grasp", help="see `shiftkit transfer-methods`"),
-             dataset: str = typer.Option("driftfmnist"), target: int = typer.Option(..., help="target domain index"),
+             dataset: str = typer.Option("driftfmnist"), target: int = typer.Option(..., help="target domain index (-1: the last)"),
              sources: Path = typer.Option(Path("runs/zoo"), help="zoo folder from `shiftkit sources`"),
              out: Path = typer.Option(Path("runs/transfer")), few_shot: Optional[int] = typer.Option(None),
              tau: Optional[float] = typer.Option(None), seed: int = typer.Option(0),
@@ -73,28 +56,16 @@ def transfer(method: str = typer.Option("grasp", help="see `shiftkit transfer-me
 
     Example: shiftkit transfer --method grasp --dataset driftfmnist --target 7 --sources runs/zoo --out runs/t --few-shot 100
     """
-    from .. import transfer as tr
-    from ..checkpoints import atomic_write_json, model_from_checkpoint, save_checkpoint
-    from ..data import domain_index, few_shot as cap, load_domains
-    from ..train import evaluate
+    from ..experiment import run_experiment
+    from ..transfer import zoo_sources
 
-    fields = {f.name for f in dataclasses.fields(tr.config_class(method))}  # unknown method: lists valid names
-    base, paths = tr.zoo_sources(sources, exclude=(target,))
-    domains = load_domains(dataset, root, seed=0)
-    domain = domains[domain_index(domains, target, "--target")]
-    domain = cap(domain, few_shot, seed=seed) if few_shot else domain
-    cfg = {"seed": seed, "progress": True, **_parse_sets(set_), **({} if tau is None else {"tau": tau})}
-    if "base" in fields:
-        cfg.setdefault("base", str(base))
-    net = model_from_checkpoint(base)
-    merger = tr.create(method, net, domain, run_dir=out, **cfg)
-    model = tr.run_sources(merger, paths, resume=resume)
-    test = evaluate(model, domain.test)
-    if hasattr(model, "shiftkit_arch"):
-        save_checkpoint(out / "model.safetensors", model, metadata={"domain": domain.name, "method": method})
-    atomic_write_json(out / "result.json", {"method": method, "target": domain.name, "test": test,
-                                            "records": merger.records, "finish": merger.finish_log})
-    table([{"source": Path(r["source"]).name, "skipped": r.get("skipped", False),
-             "fraction": r.get("fraction_transferred", ""), "val_after": (r.get("val_after") or {}).get("accuracy", "")}
-            for r in merger.records], title=f"{method} -> {domain.name}")
+    exp = from_flags("transfer", method=method, dataset=dataset, target=target, sources=sources, out=out,
+                     few_shot=few_shot, tau=tau, seed=seed, resume=resume, set_=set_, root=root)
+    zoo_sources(sources)  # transfer merges an existing zoo (`shiftkit sources` builds one): no zoo.json -> error
+    r = run_experiment(exp)
+    table([{"source": Path(rec["source"]).name, "skipped": rec.get("skipped", False),
+            "fraction": rec.get("fraction_transferred", ""),
+            "val_after": (rec.get("val_after") or {}).get("accuracy", "")} for rec in r["records"]],
+          title=f"{method} -> {r['target']}")
+    test = r["test"]
     say(f"test accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}  AUROC {test['auroc']:.4f}; wrote {out}")
