@@ -72,6 +72,14 @@ def table(rows: list[dict], title: str = "") -> None:
     console.print(t, width=None if console.is_terminal else _PIPE_WIDTH)
 
 
+def print_registry(registry: Any) -> None:
+    """`name  one-line description` per registered name, plain text (grep- and pipe-friendly)."""
+    names = registry.names()
+    width = max(map(len, names), default=0)
+    for name in names:
+        print(f"{name:<{width}}  {registry.describe(name)}".rstrip())
+
+
 # ---- command-line flags -> config keys ----------------------------------------------------------------
 # One table for every experiment flag of `shiftkit train / prune / transfer / sources`; `shiftkit run`
 # accepts the same flags. A flag may set several keys; COMMAND_FLAGS holds where a command's flag

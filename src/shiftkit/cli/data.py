@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ._common import say, table
+from ._common import print_registry, say, table
 
 commands = typer.Typer()
 
@@ -29,14 +29,13 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="output folder"),
 
 @commands.command("models")
 def list_models():
-    """List registered model names.
+    """List registered models, one line each: name and what it is.
 
     Example: shiftkit models
     """
     from .. import models
 
-    for name in models.names():
-        print(name)
+    print_registry(models.MODELS)
 
 
 @commands.command()

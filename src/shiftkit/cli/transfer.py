@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from ._common import from_flags, say, table
+from ._common import from_flags, print_registry, say, table
 
 commands = typer.Typer()
 
@@ -34,13 +34,13 @@ def sources(dataset: str = typer.Option("driftfmnist"), model: str = typer.Optio
 
 @commands.command("transfer-methods")
 def transfer_methods():
-    """List registered transfer methods.
+    """List registered transfer methods, one line each: name and what it is (baselines, variants).
 
     Example: shiftkit transfer-methods
     """
-    from .. import transfer as tr
+    from .. import transfer
 
-    print("\n".join(tr.names()))
+    print_registry(transfer.TRANSFER)
 
 
 @commands.command()
