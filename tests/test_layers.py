@@ -111,3 +111,30 @@ def test_cli_modules_import_only_downwards():
     assert GRAPH["shiftkit.cli._common"] & (groups | {"shiftkit.cli.app", "shiftkit.cli"}) == set()
     for g in groups:
         assert GRAPH[g] & (groups | {"shiftkit.cli.app", "shiftkit.cli"}) == set(), g
+
+
+# The layers of README's "How the code is organised", top to bottom (first name below shiftkit/).
+LAYERS = [("cli",), ("sweep", "experiment", "api"), ("config",), ("bench", "report", "plots", "demo"),
+          ("transfer", "prune"), ("train", "metrics", "progress"), ("checkpoints", "interop"), ("models", "data"),
+          ("_registry", "errors")]
+
+
+def _layer(module: str) -> int | None:
+    top = module.split(".")[1] if "." in module else None
+    return next((i for i, group in enumerate(LAYERS) if top in group), None)
+
+
+def test_every_module_has_a_layer():
+    assert sorted(m for m in MODULES if _layer(m) is None) == ["shiftkit", "shiftkit.__main__"]
+
+
+def test_no_module_imports_a_layer_above_it():
+    upward = sorted((m, d) for m, deps in GRAPH.items() for d in deps
+                    if _layer(m) is not None and _layer(d) is not None and _layer(d) < _layer(m))
+    assert upward == []
+
+
+def test_readme_lists_the_layers_in_this_order():
+    readme = (PKG.parents[1] / "README.md").read_text().split("## How the code is organised", 1)[1]
+    firsts = [line.split("`")[1].rstrip("/").removesuffix(".py") for line in readme.splitlines() if line.startswith("- `")]
+    assert firsts == [group[0] for group in LAYERS]
