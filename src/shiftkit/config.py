@@ -154,8 +154,8 @@ def method_options(method: TransferMethod | PruneMethod) -> dict[str, Any]:
         checked = TypeAdapter(cls).validate_python(dict(method.options))
     except ValidationError as e:
         err = e.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"method.options.{key}: {err['msg']} (got {err.get('input')!r})") from None
+        key = ".".join(["method.options", *(str(p) for p in err["loc"])])
+        raise ConfigError(f"{key}: {_message(err)} (got {err.get('input')!r})") from None
     return {k: getattr(checked, k) for k in method.options}
 
 
@@ -182,6 +182,11 @@ def _dotted(loc: tuple) -> tuple:
     return tuple(p for i, p in enumerate(loc) if not (i and loc[i - 1] == "method" and p in ("train", "transfer", "prune")))
 
 
+def _message(err: dict) -> str:
+    """pydantic's message without its "Value error, " prefix (our validators' messages are whole sentences)."""
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
 _SECTIONS: dict[tuple, set[str]] = {  # the keys each section accepts: "did you mean" for unknown ones
     (): set(Experiment.model_fields), ("data",): set(DataConfig.model_fields), ("model",): set(ModelConfig.model_fields),
     ("budget",): set(BudgetConfig.model_fields), ("eval",): set(EvalConfig.model_fields),
@@ -202,7 +207,7 @@ def _format(e: ValidationError, where: str, text: str) -> str:
         elif err["type"] == "union_tag_invalid" or err["type"] == "union_tag_not_found":
             msgs.append(f"{at}: {key}.kind must be one of train, transfer, prune")
         else:
-            msgs.append(f"{at}: {key}: {err['msg']} (got {err.get('input')!r})")
+            msgs.append(f"{at}: {key}: {_message(err)} (got {err.get('input')!r})")
     return "; ".join(msgs)
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from tqdm.auto import tqdm
 
 from .checkpoints import atomic_write_json, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import Experiment, PruneMethod, TransferMethod, method_options
@@ -163,9 +162,9 @@ def _sources(exp: Experiment, target: int, domain, out: Path) -> tuple[str | Non
         paths = [str(as_source(p, template, out / "imported")) for p in m.sources]
         base = str(as_source(m.base, template, out / "imported")) if m.base else None
     else:
-        if target == m.base_domain:
-            raise ConfigError(f"data.target={target} is the zoo's base_domain: the base would have seen the target")
         base_p, src = zoo_sources(zoo_path(exp), exclude=(target,))
+        if target == _zoo_base_domain(exp):  # None (not recorded) never equals a domain index
+            raise ConfigError(f"data.target={target} is the zoo's base domain: the base would have seen the target")
         base, paths = (m.base or str(base_p)), [str(p) for p in src]
     if m.order == "reverse":
         paths = paths[::-1]
@@ -173,6 +172,14 @@ def _sources(exp: Experiment, target: int, domain, out: Path) -> tuple[str | Non
         perm = torch.randperm(len(paths), generator=torch.Generator().manual_seed(1000 + exp.seed))
         paths = [paths[i] for i in perm.tolist()]
     return base, paths
+
+
+def _zoo_base_domain(exp: Experiment) -> int | None:
+    """The domain the zoo's base was trained on, as its manifest records it (`build_zoo` writes it);
+    None for a manifest made by hand without it."""
+    cfg = json.loads((zoo_path(exp) / "zoo.json").read_text()).get("config")  # zoo_sources checked it is JSON
+    base = cfg.get("base_domain") if isinstance(cfg, dict) else None
+    return base if isinstance(base, int) else None
 
 
 def _transfer_options(exp: Experiment, base: str | None, progress: bool) -> dict:
@@ -205,16 +212,14 @@ def _run_transfer(exp: Experiment, domains, out: Path, progress: bool) -> dict:
     net = _model_from(exp, base or paths[0])
     opts = _transfer_options(exp, base, progress)
     merger = transfer.create(m.name, net, target, run_dir=out / "transfer", **opts)
-    done = merger.resume() if m.resume else []
-    if done != paths[:len(done)]:
-        raise ConfigError(f"method.resume: {out / 'transfer'} holds sources {done}, not a prefix of {paths}")
     curve = []
-    for p in tqdm(paths[len(done):], desc=f"absorb ({m.name})", disable=not progress or None):
-        rec = merger.absorb(p)
+
+    def point(source: str, rec: dict) -> None:  # test accuracy after each absorb (not for merge-then-train methods)
         if not merger.deferred_training:
-            curve.append({"source": Path(p).stem, "k": len(merger.records), "skipped": bool(rec.get("skipped")),
+            curve.append({"source": Path(source).stem, "k": len(merger.records), "skipped": bool(rec.get("skipped")),
                           "test_accuracy": evaluate(merger.model, target.test)["accuracy"]})
-    model = merger.finish()
+
+    model = transfer.run_sources(merger, paths, resume=m.resume, on_absorb=point)
     saved = hasattr(model, "shiftkit_arch")  # an ensemble or a peft composition is no plain model
     if saved:
         save_checkpoint(exp.model_path, model, metadata={"domain": target.name, "method": m.name})
