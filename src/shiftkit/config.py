@@ -1,10 +1,10 @@
 """One experiment = one YAML file: data, model, method, budget, output folder (pydantic-validated).
 
     exp = load_experiment("examples/grasp.yaml", overrides=["budget.epochs=1", "method.options.tau=0.5"])
-    result = shiftkit.sweep.run_experiment(exp)
+    result = shiftkit.experiment.run_experiment(exp)
 
 Unknown keys and wrong types raise ConfigError naming the file, the dotted key and its line.
-Every flag of `shiftkit train / prune / transfer / sources` maps to a key (`shiftkit._cli_ux.flag_keys`),
+Every flag of `shiftkit train / prune / transfer / sources` maps to a key (`shiftkit.cli._common.flag_keys`),
 so a command line and a config file describe the same experiment.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from .errors import ConfigError
+from .errors import ConfigError, suggest
 
 __all__ = ["Experiment", "DataConfig", "ModelConfig", "BudgetConfig", "EvalConfig", "TrainMethod", "TransferMethod",
            "PruneMethod", "load_experiment", "parse_experiment", "apply_overrides", "parse_value", "split_override",
@@ -147,13 +147,15 @@ def method_options(method: TransferMethod | PruneMethod) -> dict[str, Any]:
     valid = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(method.options) - set(valid))
     if unknown:
-        raise ConfigError(f"method.options: unknown option(s) {unknown} for {method.name!r}; valid: {', '.join(valid)}")
+        hint = suggest(unknown[0], valid)
+        near = f" (did you mean {hint!r}?)" if hint else ""
+        raise ConfigError(f"method.options: unknown option(s) {unknown} for {method.name!r}{near}; valid: {', '.join(valid)}")
     try:
         checked = TypeAdapter(cls).validate_python(dict(method.options))
     except ValidationError as e:
         err = e.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"method.options.{key}: {err['msg']} (got {err.get('input')!r})") from None
+        key = ".".join(["method.options", *(str(p) for p in err["loc"])])
+        raise ConfigError(f"{key}: {_message(err)} (got {err.get('input')!r})") from None
     return {k: getattr(checked, k) for k in method.options}
 
 
@@ -180,6 +182,18 @@ def _dotted(loc: tuple) -> tuple:
     return tuple(p for i, p in enumerate(loc) if not (i and loc[i - 1] == "method" and p in ("train", "transfer", "prune")))
 
 
+def _message(err: dict) -> str:
+    """pydantic's message without its "Value error, " prefix (our validators' messages are whole sentences)."""
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+_SECTIONS: dict[tuple, set[str]] = {  # the keys each section accepts: "did you mean" for unknown ones
+    (): set(Experiment.model_fields), ("data",): set(DataConfig.model_fields), ("model",): set(ModelConfig.model_fields),
+    ("budget",): set(BudgetConfig.model_fields), ("eval",): set(EvalConfig.model_fields),
+    ("method",): set(TrainMethod.model_fields) | set(TransferMethod.model_fields) | set(PruneMethod.model_fields),
+}
+
+
 def _format(e: ValidationError, where: str, text: str) -> str:
     msgs = []
     for err in e.errors():
@@ -188,11 +202,12 @@ def _format(e: ValidationError, where: str, text: str) -> str:
         line = _line_of(text, loc) if text else None
         at = f"{where}:{line}" if line else where
         if err["type"] == "extra_forbidden":
-            msgs.append(f"{at}: unknown key {key!r}")
+            hint = suggest(str(loc[-1]), _SECTIONS.get(tuple(loc[:-1]), ())) if loc else None
+            msgs.append(f"{at}: unknown key {key!r}" + (f" (did you mean {hint!r}?)" if hint else ""))
         elif err["type"] == "union_tag_invalid" or err["type"] == "union_tag_not_found":
             msgs.append(f"{at}: {key}.kind must be one of train, transfer, prune")
         else:
-            msgs.append(f"{at}: {key}: {err['msg']} (got {err.get('input')!r})")
+            msgs.append(f"{at}: {key}: {_message(err)} (got {err.get('input')!r})")
     return "; ".join(msgs)
 
 

@@ -1,7 +1,12 @@
 """Exception types. Every error shiftkit raises on bad input is a ShiftkitError
 whose message names the offending file, tensor or option."""
 
-__all__ = ["ShiftkitError", "DataError", "CheckpointError", "ConfigError"]
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+__all__ = ["ShiftkitError", "DataError", "CheckpointError", "ConfigError", "suggest"]
 
 
 class ShiftkitError(Exception):
@@ -18,3 +23,9 @@ class CheckpointError(ShiftkitError, ValueError):
 
 class ConfigError(ShiftkitError, ValueError):
     """An option, method name or config key is invalid."""
+
+
+def suggest(name: str, valid: Iterable[str]) -> str | None:
+    """The valid name closest to a misspelled one (difflib), or None when nothing is close."""
+    hits = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=0.6)
+    return hits[0] if hits else None

@@ -179,5 +179,5 @@ def _row(name: str, t: Tensor) -> dict:
 def _maybe_json(v: str):
     try:
         return json.loads(v)
-    except (json.JSONDecodeError, TypeError):
+    except (json.JSONDecodeError, TypeError, RecursionError):  # nested past the decoder's limit: keep the text
         return v

@@ -1,11 +1,10 @@
-"""Run experiments (one config -> one result.json) and grids of them, locally or on Ray.
+"""Grids of experiments (method x target x seed x model ...), run locally or on Ray.
 
     exp = load_experiment("examples/train.yaml")
-    run_experiment(exp)                                    # train | transfer | prune, through the library
-    run_grid(expand_grid(exp), executor="ray", workers=2)  # method x target x seed x model
+    run_grid(expand_grid(exp), executor="ray", workers=2)  # each point: experiment.run_experiment
 
-Every recipe calls the library (`train.fit`, `transfer.create` + `absorb`, `prune.prune_model`), the
-same calls the `shiftkit train / transfer / prune` commands make. Ray is optional (`pip install
+One experiment runs in `shiftkit.experiment` (the path every command takes); this module expands
+grids, builds the zoos they share once, skips finished points and dispatches. Ray is optional (`pip install
 shiftkit[ray]`); local, sequential and in-process, is the default. Both executors run each point with
 the same thread count, so their results are equal.
 """
@@ -14,234 +13,19 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoints import atomic_write_json, load_checkpoint, read_metadata, save_checkpoint
-from .config import Experiment, PruneMethod, TransferMethod, apply_overrides, method_options, parse_experiment
+from .config import Experiment, TransferMethod, apply_overrides, parse_experiment
 from .errors import ConfigError, ShiftkitError
+from .experiment import prepare, run_experiment, zoo_path
 
-__all__ = ["run_experiment", "expand_grid", "run_grid", "prepare", "EXECUTORS"]
+__all__ = ["expand_grid", "run_grid", "EXECUTORS"]
 
 EXECUTORS = ("local", "ray")
-
-
-# ---- one experiment ------------------------------------------------------------------------------
-def _train_config(exp: Experiment, *, progress: bool, epochs: int | None = None):
-    from .train import TrainConfig
-
-    b = {k: v for k, v in exp.budget.model_dump().items() if v is not None}
-    if epochs is not None:
-        b["epochs"] = epochs
-    return TrainConfig(**b, seed=exp.seed, progress=progress)
-
-
-def _model(exp: Experiment, domain):
-    from . import models
-
-    try:
-        return models.create(exp.model.name, num_classes=len(domain.classes), in_chans=domain.train.shape[0],
-                             **exp.model.kwargs)
-    except TypeError as e:
-        raise ConfigError(f"model.kwargs {exp.model.kwargs} rejected by {exp.model.name!r}: {e}") from None
-
-
-def _model_from(path: str | Path):
-    """A fresh model of the arch and config stored in a shiftkit checkpoint's metadata."""
-    from . import models
-
-    meta = read_metadata(path)
-    if "arch" not in meta:
-        raise ConfigError(f"{path}: no shiftkit metadata (arch); import it first: shiftkit import {path} --arch NAME")
-    return models.create(meta["arch"], **json.loads(meta.get("config") or "{}"))
-
-
-def _evaluate(exp: Experiment, net, domains, clean) -> dict:
-    """Test metrics on the clean (trained / target) domain, every other domain, and the corruption sets."""
-    from .data import corruption_sets
-    from .train import evaluate
-
-    res = {"test": {k: v for k, v in evaluate(net, clean.test).items() if k != "loss"}}
-    if exp.eval.domains:
-        res["domains"] = {d.name: (res["test"]["accuracy"] if d is clean else evaluate(net, d.test)["accuracy"])
-                          for d in domains}
-        shifted = [a for n, a in res["domains"].items() if n != clean.name]
-        res["shifted_mean"] = sum(shifted) / len(shifted) if shifted else None
-    if exp.eval.corruptions:
-        res["corruptions"] = {f"{n}@{s}": evaluate(net, ds)["accuracy"]
-                              for (n, s), ds in corruption_sets(clean.test, seed=exp.seed).items()}
-        res["corruption_mean"] = sum(res["corruptions"].values()) / len(res["corruptions"])
-    return res
-
-
-def _index(domains, idx: int, key: str) -> int:
-    """A domain index checked against the dataset (negative counts from the end)."""
-    if not -len(domains) <= idx < len(domains):
-        raise ConfigError(f"{key}={idx}: the dataset has {len(domains)} domains ({domains[0].name} ... "
-                          f"{domains[-1].name}); use 0..{len(domains) - 1} or -1 for the last")
-    return idx % len(domains)
-
-
-def _run_train(exp: Experiment, domains, out: Path, progress: bool) -> dict:
-    from .train import fit
-
-    d = domains[_index(domains, exp.data.domain, "data.domain")]
-    net = _model(exp, d)
-    fit_result = fit(net, d.train, d.val, _train_config(exp, progress=progress))
-    save_checkpoint(exp.model_path, net, metadata={"domain": d.name, "dataset": exp.data.name})
-    return {"domain": d.name, "history": fit_result.history, "best_epoch": fit_result.best_epoch,
-            "checkpoint": str(exp.model_path), **_evaluate(exp, net, domains, d)}
-
-
-def _run_prune(exp: Experiment, domains, out: Path, progress: bool) -> dict:
-    from . import prune
-    from .train import fit, recalibrate_bn
-
-    m: PruneMethod = exp.method
-    d = domains[_index(domains, exp.data.domain, "data.domain")]
-    calib_i = exp.data.domain if exp.data.calib_domain is None else exp.data.calib_domain
-    calib = domains[_index(domains, calib_i, "data.calib_domain")].train
-    if m.checkpoint:
-        net = _model_from(m.checkpoint)
-        load_checkpoint(m.checkpoint, net)
-    else:  # no dense model given: train one on the clean domain first
-        net = _model(exp, d)
-        fit(net, d.train, d.val, _train_config(exp, progress=progress, epochs=m.dense_epochs))
-        save_checkpoint(out / "dense.safetensors", net, metadata={"domain": d.name, "dataset": exp.data.name})
-    crit = prune.create(m.name, **method_options(m))
-    cfg = _train_config(exp, progress=progress)
-    masks = prune.prune_model(net, crit, m.sparsity, data=calib, steps=m.steps, train=d.train, val=d.val, train_cfg=cfg)
-    prune.apply(net, masks)
-    if m.bn_recalibrate:
-        recalibrate_bn(net, calib)
-    fit(net, d.train, d.val, cfg)
-    report = prune.export(net, exp.model_path, metadata={"method": m.name, "dataset": exp.data.name, "domain": d.name})
-    return {"domain": d.name, "sparsity": m.sparsity, "true_sparsity": report[-1]["sparsity"],
-            "layers": [{k: v for k, v in r.items() if k != "shape"} for r in report[:-1]],
-            "checkpoint": str(exp.model_path), **_evaluate(exp, net, domains, d)}
-
-
-def _zoo_path(exp: Experiment) -> Path:
-    return Path(exp.method.zoo) if exp.method.zoo else Path(exp.out) / "zoo"
-
-
-def prepare(exp: Experiment, domains=None, *, exclude: tuple[int, ...] | None = None) -> None:
-    """Build the transfer zoo an experiment needs (source training), unless its manifest already has it."""
-    if not isinstance(exp.method, TransferMethod) or exp.method.sources:
-        return
-    from .data import load_domains
-    from .transfer.zoo import ZooConfig, build_zoo
-
-    domains = domains or load_domains(exp.data.name, exp.data.root, seed=exp.data.seed)
-    target = _index(domains, exp.data.target, "data.target")
-    exclude = (target,) if exclude is None else exclude
-    zoo, m = _zoo_path(exp), exp.method
-    manifest = zoo / "zoo.json"
-    if manifest.is_file():
-        have = {e["index"] for e in json.loads(manifest.read_text())["sources"]}
-        if all(i in have for i in range(len(domains)) if i not in exclude):
-            return
-    cfg = ZooConfig(model=exp.model.name, model_kwargs=dict(exp.model.kwargs), base_domain=m.base_domain,
-                    base_epochs=m.base_epochs, source_epochs=m.source_epochs, seed=exp.seed)
-    build_zoo(domains, zoo, cfg=cfg, dataset=exp.data.name, exclude=exclude)
-
-
-def _sources(exp: Experiment, target: int, domain, out: Path) -> tuple[str | None, list[str]]:
-    from .interop import as_source
-    from .transfer.zoo import zoo_sources
-
-    m: TransferMethod = exp.method
-    if m.sources:
-        template = _model(exp, domain)  # what foreign checkpoints are validated against
-        paths = [str(as_source(p, template, out / "imported")) for p in m.sources]
-        base = str(as_source(m.base, template, out / "imported")) if m.base else None
-    else:
-        if target == m.base_domain:
-            raise ConfigError(f"data.target={target} is the zoo's base_domain: the base would have seen the target")
-        base_p, src = zoo_sources(_zoo_path(exp), exclude=(target,))
-        base, paths = (m.base or str(base_p)), [str(p) for p in src]
-    if m.order == "reverse":
-        paths = paths[::-1]
-    elif m.order == "random":  # the permutation `shiftkit bench transfer` draws: same seed, same order
-        perm = torch.randperm(len(paths), generator=torch.Generator().manual_seed(1000 + exp.seed))
-        paths = [paths[i] for i in perm.tolist()]
-    return base, paths
-
-
-def _transfer_options(exp: Experiment, base: str | None, progress: bool) -> dict:
-    import dataclasses
-
-    from .transfer import config_class
-
-    m: TransferMethod = exp.method
-    fields = {f.name for f in dataclasses.fields(config_class(m.name))}
-    b = exp.budget
-    budget = {"initial_epochs": b.epochs, "finetune_epochs": b.epochs, "lr": b.lr, "batch_size": b.batch_size}
-    opts = {k: v for k, v in budget.items() if v is not None and k in fields}
-    opts.update(seed=exp.seed, progress=progress)
-    if "base" in fields and base:
-        opts["base"] = base
-    return {**opts, **method_options(m)}
-
-
-def _run_transfer(exp: Experiment, domains, out: Path, progress: bool) -> dict:
-    from . import transfer
-    from .data import few_shot
-    from .train import evaluate
-
-    m: TransferMethod = exp.method
-    t = _index(domains, exp.data.target, "data.target")
-    target = domains[t]
-    target = few_shot(target, exp.data.few_shot, seed=exp.seed) if exp.data.few_shot else target
-    prepare(exp, domains)
-    base, paths = _sources(exp, t, target, out)
-    net = _model_from(base or paths[0])
-    opts = _transfer_options(exp, base, progress)
-    merger = transfer.create(m.name, net, target, run_dir=out / "transfer", **opts)
-    done = merger.resume() if m.resume else []
-    if done != paths[:len(done)]:
-        raise ConfigError(f"method.resume: {out / 'transfer'} holds sources {done}, not a prefix of {paths}")
-    curve = []
-    for p in tqdm(paths[len(done):], desc=f"absorb ({m.name})", disable=not progress or None):
-        rec = merger.absorb(p)
-        if not merger.deferred_training:
-            curve.append({"source": Path(p).stem, "k": len(merger.records), "skipped": bool(rec.get("skipped")),
-                          "test_accuracy": evaluate(merger.model, target.test)["accuracy"]})
-    model = merger.finish()
-    saved = hasattr(model, "shiftkit_arch")  # an ensemble or a peft composition is no plain model
-    if saved:
-        save_checkpoint(exp.model_path, model, metadata={"domain": target.name, "method": m.name})
-    res = _evaluate(exp, model, domains, target)
-    curve.append({"source": "final", "k": len(merger.records), "test_accuracy": res["test"]["accuracy"]})
-    return {"target": target.name, "target_index": t, "checkpoint": str(exp.model_path) if saved else None,
-            "sources": [Path(p).stem for p in paths], "curve": curve,
-            "records": merger.records, "finish": merger.finish_log, **res}
-
-
-_RECIPES: dict[str, Callable] = {"train": _run_train, "transfer": _run_transfer, "prune": _run_prune}
-
-
-def run_experiment(exp: Experiment, *, progress: bool = True) -> dict:
-    """Run one experiment; writes <out>/result.json (config, metrics, seconds) and returns it."""
-    from .data import load_domains
-
-    out = Path(exp.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "experiment.json", exp.dump())
-    torch.manual_seed(exp.seed)
-    t0 = time.perf_counter()
-    domains = load_domains(exp.data.name, exp.data.root, seed=exp.data.seed)
-    kind = exp.method.kind
-    body = _RECIPES[kind](exp, domains, out, progress)
-    result = {"kind": kind, "method": getattr(exp.method, "name", "train"), "model": exp.model.name,
-              "dataset": exp.data.name, "seed": exp.seed, **body, "seconds": time.perf_counter() - t0,
-              "experiment": exp.dump()}
-    atomic_write_json(out / "result.json", result)
-    return result
 
 
 # ---- grids ---------------------------------------------------------------------------------------------
@@ -279,7 +63,7 @@ def _prepare_all(exps: list[Experiment]) -> None:
     by_zoo: dict[str, list[Experiment]] = {}
     for e in exps:
         if isinstance(e.method, TransferMethod) and not e.method.sources:
-            by_zoo.setdefault(str(_zoo_path(e)), []).append(e)
+            by_zoo.setdefault(str(zoo_path(e)), []).append(e)
     for group in by_zoo.values():
         one_target = len({e.data.target for e in group}) == 1
         prepare(group[0], exclude=None if one_target else ())

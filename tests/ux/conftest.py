@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from shiftkit.config import parse_experiment
-from shiftkit.sweep import run_experiment
+from shiftkit.experiment import run_experiment
 
 REPO = Path(__file__).resolve().parents[2]
 

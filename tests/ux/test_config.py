@@ -7,7 +7,7 @@ import pytest
 import typer
 
 from shiftkit.cli import app, main
-from shiftkit._cli_ux import flag_keys, flag_overrides, from_flags
+from shiftkit.cli._common import flag_keys, flag_overrides, from_flags
 from shiftkit.config import (BudgetConfig, DataConfig, EvalConfig, Experiment, ModelConfig, PruneMethod,
                              TransferMethod, apply_overrides, load_experiment, method_options)
 from shiftkit.errors import ConfigError

@@ -7,7 +7,7 @@ import pytest
 import typer
 
 from shiftkit.cli import app, main
-from shiftkit._cli_ux import flag_overrides
+from shiftkit.cli._common import flag_overrides
 
 
 def _commands(group, prefix=()):

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from shiftkit.config import parse_experiment
-from shiftkit.sweep import expand_grid, run_experiment, run_grid
+from shiftkit.experiment import run_experiment
+from shiftkit.sweep import expand_grid, run_grid
 
 
 class _Stream(io.StringIO):
@@ -40,7 +41,7 @@ def test_bars_on_a_terminal_only(ux_env, trained, monkeypatch, tty):
                  "out": f"runs/p{tty}", "grid": {"seed": [0]}}
     sweep = lambda: run_grid(expand_grid(parse_experiment(prune_raw)))  # noqa: E731
     err = _capture(monkeypatch, tty, transfer) + _capture(monkeypatch, tty, sweep)
-    steps = ("fit", "absorb (grasp)", "calibration", "sweep")
+    steps = ("fit", "absorb (Grasp)", "calibration", "sweep")  # transfer.run_sources names the merger class
     if tty:
         assert all(f"{s}:" in err for s in steps), err[-2000:]
     else:

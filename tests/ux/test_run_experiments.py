@@ -14,7 +14,7 @@ from shiftkit.cli import main
 from shiftkit.config import parse_experiment
 from shiftkit.errors import ConfigError
 from shiftkit.interop import export_checkpoint
-from shiftkit.sweep import run_experiment
+from shiftkit.experiment import run_experiment
 
 
 def test_run_train_from_yaml(ux_env, capsys):

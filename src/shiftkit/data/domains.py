@@ -8,7 +8,7 @@ import torch
 from ..errors import ConfigError, DataError
 from .base import ArrayDataset
 
-__all__ = ["Domain", "split_domain", "leave_one_out", "few_shot"]
+__all__ = ["Domain", "split_domain", "leave_one_out", "few_shot", "domain_index"]
 
 
 @dataclass
@@ -46,13 +46,26 @@ def split_domain(name: str, ds: ArrayDataset, *, fractions=(0.8, 0.1, 0.1), seed
     return Domain(name, *(ds.subset(torch.cat(p)) for p in parts))
 
 
+def domain_index(domains: list[Domain], index: int, key: str) -> int:
+    """The one normalisation of a domain index (CLI flags and config keys alike): -1 is the last
+    domain, and the result is always in 0..len-1, so a negative target can never be mistaken for
+    another domain (e.g. left in a source zoo). Out of range -> ConfigError naming `key`."""
+    n = len(domains)
+    if isinstance(index, bool) or not isinstance(index, int) or not -n <= index < n:
+        names = f"{domains[0].name} ... {domains[-1].name}" if n else "none"
+        raise ConfigError(f"{key}={index}: the dataset has {n} domains ({names}); {index} is out of range, "
+                          f"use 0..{n - 1} or -1 for the last")
+    return index % n
+
+
 def leave_one_out(domains: list[Domain], target: int | str) -> tuple[Domain, list[Domain]]:
     """Target = one domain; sources = all the others in their (temporal) order."""
     names = [d.name for d in domains]
-    idx = target if isinstance(target, int) else names.index(target) if target in names else None
-    if idx is None or not -len(domains) <= idx < len(domains):
-        raise ConfigError(f"target {target!r} is not a domain; valid: {names} or 0..{len(domains) - 1}")
-    idx %= len(domains)
+    if not isinstance(target, int):
+        if target not in names:
+            raise ConfigError(f"target {target!r} is not a domain; valid: {names} or 0..{len(domains) - 1}")
+        target = names.index(target)
+    idx = domain_index(domains, target, "target")
     return domains[idx], [d for i, d in enumerate(domains) if i != idx]
 
 

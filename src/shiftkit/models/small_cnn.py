@@ -30,9 +30,11 @@ class SmallCNN(nn.Module):
 
 @register_model()
 def small_cnn(num_classes: int = 10, in_chans: int = 1, **kw) -> SmallCNN:
+    """Small conv net with BatchNorm (about 100k params): the DriftFMNIST default."""
     return SmallCNN(num_classes, in_chans, **kw)
 
 
 @register_model()
 def small_cnn_nobn(num_classes: int = 10, in_chans: int = 1, **kw) -> SmallCNN:
+    """small_cnn without BatchNorm (the pruning prototype's net)."""
     return SmallCNN(num_classes, in_chans, norm=False, **kw)

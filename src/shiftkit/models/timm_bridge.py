@@ -18,6 +18,7 @@ def _entry(timm_name: str):
         return timm.create_model(timm_name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kw)
 
     build.__name__ = timm_name
+    build.__doc__ = f"timm {timm_name}, random init (one of the papers' larger architectures)."
     return register_model()(build)
 
 

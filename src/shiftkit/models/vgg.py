@@ -42,6 +42,7 @@ def _entry(depth: int, norm: bool):
         return VGG(depth, num_classes, in_chans, norm=norm, **kw)
 
     build.__name__ = f"vgg{depth}{'_bn' if norm else ''}"
+    build.__doc__ = f"CIFAR VGG-{depth}{' with BatchNorm' if norm else ''}, one linear classifier."
     return register_model()(build)
 
 

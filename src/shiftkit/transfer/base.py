@@ -13,7 +13,7 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Protocol, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -243,8 +243,10 @@ def _read_log(state: Path) -> dict:
     return log
 
 
-def run_sources(merger: BaseMerger, sources: list[str | Path], *, resume: bool = False) -> nn.Module:
-    """Absorb every source in order (skipping those a resumed run already handled), then finish."""
+def run_sources(merger: BaseMerger, sources: list[str | Path], *, resume: bool = False,
+                on_absorb: Callable[[str, dict], None] | None = None) -> nn.Module:
+    """Absorb every source in order (skipping those a resumed run already handled), then finish.
+    `on_absorb(source, record)` runs after each absorb (e.g. a test-accuracy curve)."""
     if not sources:
         raise ConfigError("no sources given: transfer needs at least one source checkpoint")
     done = merger.resume() if resume else []
@@ -255,5 +257,7 @@ def run_sources(merger: BaseMerger, sources: list[str | Path], *, resume: bool =
         for s in todo[len(done):]:
             merger.check_source(Path(s))
     for s in tqdm(todo[len(done):], desc=f"absorb ({type(merger).__name__})", leave=False, disable=None):  # quiet off a tty
-        merger.absorb(s)
+        record = merger.absorb(s)
+        if on_absorb is not None:
+            on_absorb(s, record)
     return merger.finish()

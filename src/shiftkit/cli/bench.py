@@ -1,0 +1,244 @@
+"""`shiftkit bench ...`: benchmarks that write JSON to benchmarks/results/ and update benchmarks/RESULTS.md."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._common import say
+
+commands = typer.Typer(no_args_is_help=True, help="Benchmarks: write JSON to benchmarks/results/ and update benchmarks/RESULTS.md.")
+
+
+@commands.command("train-speed")
+def bench_train_speed(model: str = typer.Option("small_cnn"), epochs: int = typer.Option(2), repeats: int = typer.Option(3),
+                      threads: int = typer.Option(2), root: Optional[Path] = typer.Option(None),
+                      out: Path = typer.Option(Path("benchmarks/results/train_speed.json"))):
+    """Training-loop time of shiftkit's fit() vs a bare PyTorch loop (target ratio <= 1.3).
+
+    Example: shiftkit bench train-speed --model small_cnn --epochs 2 --repeats 3
+    """
+    import torch
+
+    from ..bench import _results, train_speed
+
+    torch.set_num_threads(threads)
+    r = train_speed.run(model=model, epochs=epochs, repeats=repeats, root=root)
+    r["command"] = _results.command_line()
+    _results.write_result(out, r)
+    body = (f"## Training loop overhead\n\n`{r['command']}`\n\n"
+            "| model | images/run | threads | bare loop img/s | fit() img/s | fit / bare time (target <= 1.3) |\n|---|---|---|---|---|---|\n"
+            f"| {model} | {r['images']} | {r['threads']} | {r['img_per_s']['bare']:.0f} | {r['img_per_s']['fit']:.0f} | "
+            f"{r['ratio_fit_over_bare']:.3f} |\n\nBest of {repeats} interleaved runs each; fit() without validation "
+            "(its best-val copy and evaluation are extra work a bare loop does not do).")
+    _results.update_section("train-speed", body)
+    say(body)
+
+
+def _floats(text: str, option: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"{option}={text!r}: expected comma-separated numbers") from None
+
+
+@commands.command("prune")
+def bench_prune(
+    model: str = typer.Option("small_cnn"), width: Optional[float] = typer.Option(None, help="model width (vgg: 0.25)"),
+    seeds: str = typer.Option("0,1,2"), sparsities: str = typer.Option("0.5,0.7,0.8,0.9,0.95"),
+    core_sparsities: str = typer.Option("0.9", help="sparsities of the controls and the hybrid sweep"),
+    arms: str = typer.Option("", help="comma-separated arm names (default: all; see shiftkit.bench.prune.ARMS)"),
+    dense_train: int = typer.Option(24000), dense_epochs: int = typer.Option(2),
+    ft_train: int = typer.Option(3000), ft_epochs: int = typer.Option(2), n_shift: int = typer.Option(300),
+    calib_per_class: int = typer.Option(100), dataset: str = typer.Option("fashion_mnist"),
+    root: Optional[Path] = typer.Option(None), workers: int = typer.Option(2), threads: int = typer.Option(1),
+    report_only: bool = typer.Option(False, help="only rebuild tables and plots from the cached runs"),
+    results: Path = typer.Option(Path("benchmarks/results")),
+):
+    """Pruning under shift: every criterion and control, fine-tuned alike, on clean and shifted test sets.
+
+    Resumable: finished runs are cached in RESULTS/prune_<model>_runs.jsonl and skipped on a rerun.
+    Example: shiftkit bench prune --model small_cnn --seeds 0,1,2 --workers 2
+    """
+    from ..bench import _results, prune_report
+    from ..bench import prune as bp
+    from ..errors import ConfigError
+
+    unknown = [a for a in arms.split(",") if a and a not in bp.ARMS]
+    if unknown:
+        raise ConfigError(f"--arms: unknown {unknown}; valid: {', '.join(bp.ARMS)}")
+    cfg = bp.BenchConfig(model=model, model_kwargs=(("width", width),) if width is not None else (),
+                         seeds=tuple(int(s) for s in _floats(seeds, "--seeds")), sparsities=_floats(sparsities, "--sparsities"),
+                         core_sparsities=_floats(core_sparsities, "--core-sparsities"),
+                         arms=tuple(a for a in arms.split(",") if a) or tuple(bp.ARMS), dense_train=dense_train,
+                         dense_epochs=dense_epochs, ft_train=ft_train, ft_epochs=ft_epochs, n_shift=n_shift,
+                         calib_per_class=calib_per_class, dataset=dataset, root=str(root) if root else None)
+    jsonl = results / f"prune_{cfg.tag}_runs.jsonl"
+    if report_only:
+        records = [r for r in _results.read_jsonl(jsonl) if r.get("model") == cfg.model]
+    else:
+        records = bp.run(cfg, jsonl, workers=workers, threads=threads, progress=say)
+    command = _results.command_line()
+    summary = results / f"prune_shift_{cfg.tag}.json"
+    if report_only and summary.exists():  # the tables keep naming the command that ran the benchmark
+        command = json.loads(summary.read_text()).get("command", command)
+    rows = prune_report.summarize(records)
+    prefix = results / f"prune_{cfg.tag}"
+    plots = prune_report.write_plots(rows, prefix, prune_report.FULL_ARMS)
+    hp = prune_report.hybrid_plot(rows, prefix, cfg.core_sparsities[-1])
+    md = prune_report.shift_markdown(records, bp.config_dict(cfg), command, cfg.tag, plots + ([hp] if hp else []))
+    _results.write_result(summary, {"config": bp.config_dict(cfg), "command": command, "rows": rows, "markdown": md})
+    prune_report.update_results_md(results)
+    say(md)
+
+
+@commands.command("prune-bn")
+def bench_prune_bn(
+    model: str = typer.Option("small_cnn"), width: Optional[float] = typer.Option(None, help="model width (vgg: 0.25)"),
+    seeds: str = typer.Option("0,1,2"), sparsity: float = typer.Option(0.9),
+    arms: str = typer.Option("magnitude,gcnet,gcnet_hybrid3,gcnet_combined,dense_ft", help="arms of `bench prune`"),
+    results: Path = typer.Option(Path("benchmarks/results")),
+):
+    """BN statistics after pruning and under shift: pruned, +BN recalibration, fine-tuned, +AdaBN per shifted set.
+
+    Reuses the dense nets cached by `shiftkit bench prune` (same model, seeds and defaults); resumable.
+    Example: shiftkit bench prune-bn --model small_cnn --seeds 0,1,2 --sparsity 0.9
+    """
+    from .. import prune
+    from ..bench import _results, prune_bn, prune_report
+    from ..bench import prune as bp
+    from ..errors import ConfigError
+
+    arm_list = [a for a in arms.split(",") if a]
+    unknown = [a for a in arm_list if a not in bp.ARMS or bp.ARMS[a].method == "none"]
+    if unknown:
+        raise ConfigError(f"--arms: unknown {unknown}; valid: {', '.join(a for a in bp.ARMS if a != 'dense')}")
+    prune.check_fraction(sparsity, "--sparsity")
+    cfg = bp.BenchConfig(model=model, model_kwargs=(("width", width),) if width is not None else (),
+                         seeds=tuple(int(s) for s in _floats(seeds, "--seeds")))
+    rows = prune_bn.run(cfg, arm_list, sparsity, results / f"prune_bn_{cfg.tag}_runs.jsonl", progress=say)
+    md = prune_bn.markdown([r for r in rows if r["arm"] in arm_list], cfg, _results.command_line())
+    _results.write_result(results / f"prune_bn_{cfg.tag}.json", {"command": _results.command_line(), "markdown": md})
+    prune_report.update_results_md(results)
+    say(md)
+
+
+@commands.command("prune-speed")
+def bench_prune_speed(model: str = typer.Option("vgg11"), width: float = typer.Option(1.0), n: int = typer.Option(1000),
+                      loop_pairs: int = typer.Option(4000, help="channel pairs the per-pair loop is timed on"),
+                      threads: int = typer.Option(1), root: Optional[Path] = typer.Option(None),
+                      results: Path = typer.Option(Path("benchmarks/results"))):
+    """Connectivity speed: one pass with running sums vs the per-pair np.corrcoef loop and vs a forward pass.
+
+    Example: shiftkit bench prune-speed --model vgg11 --n 1000
+    """
+    import torch
+
+    from ..bench import _results, prune_report
+    from ..bench.prune_speed import run_speed, speed_markdown
+
+    torch.set_num_threads(threads)
+    r = run_speed(model=model, width=width, n=n, loop_pairs=loop_pairs, root=root)
+    r["command"] = _results.command_line()
+    _results.write_result(results / "prune_speed.json", r)
+    prune_report.update_results_md(results)
+    say(speed_markdown(r))
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+def _write_section(results: Path) -> None:
+    """Regenerate the transfer section of benchmarks/RESULTS.md from whatever result files exist."""
+    from ..bench import _results
+    from ..bench.transfer_report import accuracy_section, memory_section
+
+    plots = _results.RESULTS_MD.parent / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    parts = ["## Multi-source transfer (GRASP and baselines)"]
+    mem, ovh = (results / f"transfer_{n}.json" for n in ("memory", "overhead"))
+    accuracy = [json.loads(p.read_text()) for p in sorted(results.glob("transfer_accuracy_*.json"))]
+    if accuracy:
+        parts.append(accuracy_section(accuracy, plots))
+    notes = _results.RESULTS_MD.parent / "transfer_notes.md"  # hand-written reading of the tables above
+    if notes.is_file():
+        parts.append(notes.read_text().strip())
+    if mem.is_file():
+        parts.append(memory_section(json.loads(mem.read_text()), json.loads(ovh.read_text()) if ovh.is_file() else None, plots))
+    _results.update_section("transfer", "\n\n".join(parts))
+
+
+@commands.command("transfer")
+def bench_transfer(dataset: str = typer.Option("driftfmnist", help="driftfmnist | driftfmnist_complementary"),
+                   targets: str = typer.Option("7,3,5,1", help="target bins, most important first"),
+                   shots: int = typer.Option(100), seeds: str = typer.Option("0,1,2"),
+                   methods: str = typer.Option("", help="comma list; default all"),
+                   model: str = typer.Option("small_cnn", help="architecture of the zoo (its own base and sources)"),
+                   results: Path = typer.Option(Path("benchmarks/results")),
+                   tag: str = typer.Option("", help="suffix of the result file (runs in parallel need distinct files)"),
+                   report_only: bool = typer.Option(False, help="only regenerate RESULTS.md from the JSON")):
+    """Transfer accuracy of every method on one dataset and shot count (paired, few-shot, leave-one-out).
+
+    Each (dataset, shots, model) writes benchmarks/results/transfer_accuracy_<dataset>_<shots>[_<model>].json;
+    the RESULTS.md section is rebuilt from all of them.
+
+    Example: shiftkit bench transfer --dataset driftfmnist --targets 7,3,5,1 --shots 100 --seeds 0,1,2
+    """
+    import warnings
+
+    from ..bench import _results
+    from ..bench.transfer import AccuracyConfig, run_accuracy
+
+    warnings.filterwarnings("ignore", module="torchmetrics")
+    if not report_only:
+        cfg = AccuracyConfig(grid={dataset: {shots: _ints(targets)}}, seeds=_ints(seeds),
+                             methods=tuple(m for m in methods.split(",") if m), model=model)
+        suffix = "".join(f"_{x}" for x in (model if model != "small_cnn" else "", tag) if x)
+        run_accuracy(cfg, results / f"transfer_accuracy_{dataset}_{shots}{suffix}.json", command=_results.command_line(),
+                     log=say)
+    _write_section(results)
+
+
+def _memory_points(archs: list[str], ks: tuple[int, ...], fusion_caps: dict[str, int]) -> list[tuple[str, str, int]]:
+    """Priority order: the K_min/K_max ends of GRASP and fusion first, then taylor, then the K in between."""
+    lo, hi = min(ks), max(ks)
+    first = []
+    for a in archs:  # cheap, decisive points first: GRASP's two ends, fusion's growth, taylor's two ends
+        cap = fusion_caps.get(a, hi)
+        first += [(a, "grasp", lo)] + [(a, "fusion", k) for k in ks if k <= cap] + [(a, "grasp", hi)]
+        first += [(a, "grasp_taylor", lo), (a, "grasp_taylor", hi)]
+    rest = [(a, m, k) for a in archs for m in ("grasp", "grasp_taylor") for k in ks if k not in (lo, hi)]
+    return first + rest
+
+
+@commands.command("transfer-memory")
+def bench_transfer_memory(archs: str = typer.Option("resnet20,resnet50"), ks: str = typer.Option("2,4,8,16,32,64"),
+                          fusion_max_k: str = typer.Option("resnet20=64,resnet50=16", help="fusion holds all K: cap per arch"),
+                          folder: Path = typer.Option(Path("runs/bench_memory"), help="synthetic sources (deleted after)"),
+                          results: Path = typer.Option(Path("benchmarks/results")), keep: bool = typer.Option(False)):
+    """Peak RSS / anonymous memory vs K (fresh process per point) and GRASP's absorb overhead.
+
+    Points run in priority order and are saved one by one; a rerun skips the points already measured.
+
+    Example: shiftkit bench transfer-memory --archs resnet20,resnet50 --ks 2,4,8,16,32,64
+    """
+    import shutil
+
+    from ..bench import _results
+    from ..bench.transfer_memory import run_memory, run_overhead
+
+    caps = {a: int(k) for a, _, k in (p.partition("=") for p in fusion_max_k.split(",") if p)}
+    arch_list, cmd = archs.split(","), _results.command_line()
+    overhead = [run_overhead(arch, folder / arch) for arch in arch_list]
+    _results.write_result(results / "transfer_overhead.json", {"command": cmd, "rows": overhead})
+    say(", ".join(f"{o['arch']} absorb overhead {o['ratio']:.2f} (taylor {o['ratio_taylor']:.2f})" for o in overhead))
+    run_memory(_memory_points(arch_list, _ints(ks), caps), folder, results / "transfer_memory.json", command=cmd,
+               log=say)
+    if not keep:
+        shutil.rmtree(folder, ignore_errors=True)
+    _write_section(results)

@@ -1,0 +1,59 @@
+"""`shiftkit prune`: prune a checkpoint, fine-tune with fixed masks, save the sparse model."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._common import from_flags, json_line, table
+
+commands = typer.Typer()
+
+
+@commands.command("prune")
+def prune_cmd(
+    checkpoint: Path = typer.Argument(..., help="dense safetensors checkpoint (shiftkit train)"),
+    method: str = typer.Option("gcnet", help="criterion: gcnet, magnitude, kernel_l1, random, snip, synflow"),
+    sparsity: float = typer.Option(0.9, help="fraction of prunable weights removed, in [0, 1)"),
+    scope: str = typer.Option("global", help="global | layerwise threshold"),
+    hybrid_split: Optional[int] = typer.Option(None, help="gcnet: magnitude on the first k prunable layers"),
+    reading: Optional[str] = typer.Option(None, help="gcnet: input | parent connectivity reading"),
+    combine: Optional[bool] = typer.Option(None, "--combine", help="gcnet: score |W| x conn"),
+    inverse: Optional[bool] = typer.Option(None, "--inverse", help="gcnet control: prune the most connected first"),
+    granularity: Optional[str] = typer.Option(None, help="random: element | connection"),
+    calib_per_class: Optional[int] = typer.Option(None, help="gcnet: calibration images per class (default 100)"),
+    keep_first: bool = typer.Option(False, help="keep the first prunable layer dense"),
+    keep_last: bool = typer.Option(False, help="keep the last prunable layer dense"),
+    max_layer_sparsity: float = typer.Option(1.0, help="cap on any layer's sparsity"),
+    skip_unsupported: bool = typer.Option(False, help="leave modules shiftkit cannot prune dense instead of failing"),
+    dataset: str = typer.Option("fashion_mnist", help="dataset name (shiftkit data --list)"),
+    root: Optional[Path] = typer.Option(None, help="data folder (default $SHIFTKIT_DATA)"),
+    domain: int = typer.Option(0, help="domain to fine-tune on"),
+    calib_domain: Optional[int] = typer.Option(None, help="domain whose train split calibrates (a shifted bin); default --domain"),
+    steps: int = typer.Option(1, help="iterative pruning rounds (prune -> fine-tune -> prune more)"),
+    bn_recalibrate: bool = typer.Option(False, help="re-estimate BN statistics on the calibration data after pruning"),
+    finetune_epochs: int = typer.Option(2, help="fine-tuning epochs after pruning (and between rounds)"),
+    lr: float = typer.Option(1e-3), batch_size: int = typer.Option(128), seed: int = typer.Option(0),
+    out: Path = typer.Option(Path("runs/pruned.safetensors"), help="sparse safetensors output"),
+):
+    """Prune a checkpoint, fine-tune with fixed masks, save the sparse model and its per-layer sparsity;
+    test on every domain (results: <out without suffix>/result.json).
+
+    Example: shiftkit prune runs/m.safetensors --method gcnet --sparsity 0.9 --hybrid-split 2 --dataset fashion_mnist --finetune-epochs 2 --out runs/p.safetensors
+    """
+    from .. import prune
+    from ..experiment import run_experiment
+
+    prune.check_fraction(sparsity, "--sparsity")
+    exp = from_flags("prune", checkpoint=checkpoint, method=method, sparsity=sparsity, scope=scope,
+                     hybrid_split=hybrid_split, reading=reading, combine=combine, inverse=inverse,
+                     granularity=granularity, calib_per_class=calib_per_class, keep_first=keep_first,
+                     keep_last=keep_last, max_layer_sparsity=max_layer_sparsity, skip_unsupported=skip_unsupported,
+                     dataset=dataset, root=root, domain=domain, calib_domain=calib_domain, steps=steps,
+                     bn_recalibrate=bn_recalibrate, finetune_epochs=finetune_epochs, lr=lr, batch_size=batch_size,
+                     seed=seed, out=out)
+    r = run_experiment(exp)
+    table(r["layers"], title=f"{method} @ {sparsity}: true sparsity {r['true_sparsity']:.4f}")
+    json_line({"checkpoint": r["checkpoint"], "sparsity": r["true_sparsity"], "test": r["test"],
+               "shifted_mean": r.get("shifted_mean"), "result": str(Path(exp.out) / "result.json")})

@@ -1,0 +1,252 @@
+"""Run one experiment (one config -> one result.json): the one run path of `shiftkit run / sweep / train /
+prune / transfer / sources` and of `shiftkit.sweep`'s grids.
+
+    exp = load_experiment("examples/train.yaml")
+    run_experiment(exp)        # train | transfer | prune, through the library
+    prepare(exp)               # transfer: build the source zoo it needs (what `shiftkit sources` does)
+
+Every recipe calls the library (`train.fit`, `transfer.create` + `absorb`, `prune.prune_model`).
+Same config and seed -> the same bytes in result.json and the model file; wall-clock time goes to
+timing.json (never compared) so result.json stays reproducible.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .checkpoints import atomic_write_json, load_checkpoint, model_from_checkpoint, save_checkpoint
+from .config import Experiment, PruneMethod, TransferMethod, method_options
+from .data import domain_index
+from .errors import ConfigError
+
+__all__ = ["run_experiment", "prepare", "zoo_path"]
+
+
+def _train_config(exp: Experiment, *, progress: bool, epochs: int | None = None):
+    from .train import TrainConfig
+
+    b = {k: v for k, v in exp.budget.model_dump().items() if v is not None}
+    if epochs is not None:
+        b["epochs"] = epochs
+    return TrainConfig(**b, seed=exp.seed, progress=progress)
+
+
+def _model(exp: Experiment, domain):
+    from . import models
+
+    try:
+        return models.create(exp.model.name, num_classes=len(domain.classes), in_chans=domain.train.shape[0],
+                             **exp.model.kwargs)
+    except TypeError as e:
+        raise ConfigError(f"model.kwargs {exp.model.kwargs} rejected by {exp.model.name!r}: {e}") from None
+
+
+def _model_from(exp: Experiment, path: str | Path):
+    """A fresh model of the arch and config stored in a shiftkit checkpoint's metadata: the checkpoint
+    decides what runs (and the result records it); a model.name set in the config that disagrees is
+    reported, not silently recorded."""
+    net = model_from_checkpoint(path, default_arch=exp.model.name)
+    arch = getattr(net, "shiftkit_arch", exp.model.name)
+    if "name" in exp.model.model_fields_set and arch != exp.model.name:
+        warnings.warn(f"model.name={exp.model.name!r} but {path} holds a {arch!r}: running (and recording) {arch!r}",
+                      stacklevel=2)
+    return net
+
+
+def _evaluate(exp: Experiment, net, domains, clean) -> dict:
+    """Test metrics on the clean (trained / target) domain, every other domain, and the corruption sets."""
+    from .data import corruption_sets
+    from .train import evaluate
+
+    res = {"test": {k: v for k, v in evaluate(net, clean.test).items() if k != "loss"}}
+    if exp.eval.domains:
+        res["domains"] = {d.name: (res["test"]["accuracy"] if d is clean else evaluate(net, d.test)["accuracy"])
+                          for d in domains}
+        shifted = [a for n, a in res["domains"].items() if n != clean.name]
+        res["shifted_mean"] = sum(shifted) / len(shifted) if shifted else None
+    if exp.eval.corruptions:
+        res["corruptions"] = {f"{n}@{s}": evaluate(net, ds)["accuracy"]
+                              for (n, s), ds in corruption_sets(clean.test, seed=exp.seed).items()}
+        res["corruption_mean"] = sum(res["corruptions"].values()) / len(res["corruptions"])
+    return res
+
+
+def _run_train(exp: Experiment, domains, out: Path, progress: bool) -> dict:
+    from .train import fit
+
+    d = domains[domain_index(domains, exp.data.domain, "data.domain")]
+    net = _model(exp, d)
+    fit_result = fit(net, d.train, d.val, _train_config(exp, progress=progress))
+    save_checkpoint(exp.model_path, net, metadata={"domain": d.name, "dataset": exp.data.name})
+    return {"domain": d.name, "history": fit_result.history, "best_epoch": fit_result.best_epoch,
+            "checkpoint": str(exp.model_path), **_evaluate(exp, net, domains, d)}
+
+
+def _run_prune(exp: Experiment, domains, out: Path, progress: bool) -> dict:
+    from . import prune
+    from .train import fit, recalibrate_bn
+
+    m: PruneMethod = exp.method
+    d = domains[domain_index(domains, exp.data.domain, "data.domain")]
+    calib_i = exp.data.domain if exp.data.calib_domain is None else exp.data.calib_domain
+    calib = domains[domain_index(domains, calib_i, "data.calib_domain")].train
+    if m.checkpoint:
+        net = _model_from(exp, m.checkpoint)
+        load_checkpoint(m.checkpoint, net)
+    else:  # no dense model given: train one on the clean domain first
+        net = _model(exp, d)
+        fit(net, d.train, d.val, _train_config(exp, progress=progress, epochs=m.dense_epochs))
+        save_checkpoint(out / "dense.safetensors", net, metadata={"domain": d.name, "dataset": exp.data.name})
+    opts = method_options(m)
+    if "seed" in {f.name for f in dataclasses.fields(prune.PRUNE.get(m.name).config_cls)}:
+        opts.setdefault("seed", exp.seed)  # random / sampled criteria draw from the experiment's seed
+    crit = prune.create(m.name, **opts)
+    cfg = _train_config(exp, progress=progress)
+    masks = prune.prune_model(net, crit, m.sparsity, data=calib, steps=m.steps, train=d.train, val=d.val, train_cfg=cfg)
+    prune.apply(net, masks)
+    if m.bn_recalibrate:
+        recalibrate_bn(net, calib)
+    fit(net, d.train, d.val, cfg)
+    meta = {"method": m.name, "dataset": exp.data.name, "domain": d.name,
+            "prune_config": json.dumps(dataclasses.asdict(crit.cfg), default=str)}
+    if m.checkpoint:
+        meta["pruned_from"] = str(m.checkpoint)
+    report = prune.export(net, exp.model_path, metadata=meta)
+    return {"domain": d.name, "model": getattr(net, "shiftkit_arch", exp.model.name), "sparsity": m.sparsity, "true_sparsity": report[-1]["sparsity"],
+            "layers": [{k: v for k, v in r.items() if k != "shape"} for r in report[:-1]],
+            "checkpoint": str(exp.model_path), **_evaluate(exp, net, domains, d)}
+
+
+def zoo_path(exp: Experiment) -> Path:
+    """The folder of a transfer experiment's source zoo."""
+    return Path(exp.method.zoo) if exp.method.zoo else Path(exp.out) / "zoo"
+
+
+def prepare(exp: Experiment, domains=None, *, exclude: tuple[int, ...] | None = None) -> None:
+    """Build the transfer zoo an experiment needs (source training), unless its manifest already has it.
+
+    `exclude` (domain indices, default: the target) are left out; seeded by exp.seed, so the same
+    config builds the same bytes whether a run, a sweep or `shiftkit sources` asks for it."""
+    if not isinstance(exp.method, TransferMethod) or exp.method.sources:
+        return
+    from .transfer.zoo import ZooConfig, build_zoo
+
+    domains = domains or exp.data.load()
+    target = domain_index(domains, exp.data.target, "data.target")
+    exclude = (target,) if exclude is None else tuple(domain_index(domains, i, "exclude") for i in exclude)
+    zoo, m = zoo_path(exp), exp.method
+    manifest = zoo / "zoo.json"
+    if manifest.is_file():
+        have = {e["index"] for e in json.loads(manifest.read_text())["sources"]}
+        if all(i in have for i in range(len(domains)) if i not in exclude):
+            return
+    cfg = ZooConfig(model=exp.model.name, model_kwargs=dict(exp.model.kwargs), base_domain=m.base_domain,
+                    base_epochs=m.base_epochs, source_epochs=m.source_epochs, seed=exp.seed)
+    torch.manual_seed(exp.seed)  # model initialisation draws from the global generator
+    build_zoo(domains, zoo, cfg=cfg, dataset=exp.data.name, exclude=exclude)
+
+
+def _sources(exp: Experiment, target: int, domain, out: Path) -> tuple[str | None, list[str]]:
+    from .interop import as_source
+    from .transfer.zoo import zoo_sources
+
+    m: TransferMethod = exp.method
+    if m.sources:
+        template = _model(exp, domain)  # what foreign checkpoints are validated against
+        paths = [str(as_source(p, template, out / "imported")) for p in m.sources]
+        base = str(as_source(m.base, template, out / "imported")) if m.base else None
+    else:
+        base_p, src = zoo_sources(zoo_path(exp), exclude=(target,))
+        if target == _zoo_base_domain(exp):  # None (not recorded) never equals a domain index
+            raise ConfigError(f"data.target={target} is the zoo's base domain: the base would have seen the target")
+        base, paths = (m.base or str(base_p)), [str(p) for p in src]
+    if m.order == "reverse":
+        paths = paths[::-1]
+    elif m.order == "random":  # the permutation `shiftkit bench transfer` draws: same seed, same order
+        perm = torch.randperm(len(paths), generator=torch.Generator().manual_seed(1000 + exp.seed))
+        paths = [paths[i] for i in perm.tolist()]
+    return base, paths
+
+
+def _zoo_base_domain(exp: Experiment) -> int | None:
+    """The domain the zoo's base was trained on, as its manifest records it (`build_zoo` writes it);
+    None for a manifest made by hand without it."""
+    cfg = json.loads((zoo_path(exp) / "zoo.json").read_text()).get("config")  # zoo_sources checked it is JSON
+    base = cfg.get("base_domain") if isinstance(cfg, dict) else None
+    return base if isinstance(base, int) else None
+
+
+def _transfer_options(exp: Experiment, base: str | None, progress: bool) -> dict:
+    import dataclasses
+
+    from .transfer import config_class
+
+    m: TransferMethod = exp.method
+    fields = {f.name for f in dataclasses.fields(config_class(m.name))}
+    b = exp.budget
+    budget = {"initial_epochs": b.epochs, "finetune_epochs": b.epochs, "lr": b.lr, "batch_size": b.batch_size}
+    opts = {k: v for k, v in budget.items() if v is not None and k in fields}
+    opts.update(seed=exp.seed, progress=progress)
+    if "base" in fields and base:
+        opts["base"] = base
+    return {**opts, **method_options(m)}
+
+
+def _run_transfer(exp: Experiment, domains, out: Path, progress: bool) -> dict:
+    from . import transfer
+    from .data import few_shot
+    from .train import evaluate
+
+    m: TransferMethod = exp.method
+    t = domain_index(domains, exp.data.target, "data.target")
+    target = domains[t]
+    target = few_shot(target, exp.data.few_shot, seed=exp.seed) if exp.data.few_shot else target
+    prepare(exp, domains)
+    base, paths = _sources(exp, t, target, out)
+    net = _model_from(exp, base or paths[0])
+    opts = _transfer_options(exp, base, progress)
+    merger = transfer.create(m.name, net, target, run_dir=out / "transfer", **opts)
+    curve = []
+
+    def point(source: str, rec: dict) -> None:  # test accuracy after each absorb (not for merge-then-train methods)
+        if not merger.deferred_training:
+            curve.append({"source": Path(source).stem, "k": len(merger.records), "skipped": bool(rec.get("skipped")),
+                          "test_accuracy": evaluate(merger.model, target.test)["accuracy"]})
+
+    model = transfer.run_sources(merger, paths, resume=m.resume, on_absorb=point)
+    saved = hasattr(model, "shiftkit_arch")  # an ensemble or a peft composition is no plain model
+    if saved:
+        save_checkpoint(exp.model_path, model, metadata={"domain": target.name, "method": m.name})
+    res = _evaluate(exp, model, domains, target)
+    curve.append({"source": "final", "k": len(merger.records), "test_accuracy": res["test"]["accuracy"]})
+    return {"target": target.name, "target_index": t, "model": getattr(net, "shiftkit_arch", exp.model.name), "checkpoint": str(exp.model_path) if saved else None,
+            "sources": [Path(p).stem for p in paths], "curve": curve,
+            "records": merger.records, "finish": merger.finish_log, **res}
+
+
+_RECIPES: dict[str, Callable] = {"train": _run_train, "transfer": _run_transfer, "prune": _run_prune}
+
+
+def run_experiment(exp: Experiment, *, progress: bool = True) -> dict:
+    """Run one experiment; writes <out>/result.json (config, metrics: the same bytes for the same config)
+    and <out>/timing.json (wall-clock seconds); returns the result with its seconds."""
+    out = Path(exp.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "experiment.json", exp.dump())
+    torch.manual_seed(exp.seed)
+    t0 = time.perf_counter()
+    domains = exp.data.load()
+    kind = exp.method.kind
+    body = _RECIPES[kind](exp, domains, out, progress)
+    result = {"kind": kind, "method": getattr(exp.method, "name", "train"), "model": exp.model.name,
+              "dataset": exp.data.name, "seed": exp.seed, **body, "experiment": exp.dump()}
+    seconds = time.perf_counter() - t0
+    atomic_write_json(out / "result.json", result)
+    atomic_write_json(out / "timing.json", {"seconds": seconds})
+    return {**result, "seconds": seconds}
