@@ -63,3 +63,19 @@ def test_bad_input_is_one_line_and_exit_2(dense, args, msg, capsys):
     with pytest.raises(SystemExit) as e:
         main(["prune", str(dense), "--dataset", NAME, *args])
     assert e.value.code == 2 and msg in capsys.readouterr().err
+
+
+def test_prune_defaults_match_the_benchmarks_and_report_shifted_accuracy(dense, tmp_path, tiny_cnn):
+    """Defaults: first and last layers kept dense, every domain tested (the shifted ones reported)."""
+    import json
+
+    out = tmp_path / "d.safetensors"
+    res = CliRunner().invoke(app, ["prune", str(dense), "--method", "magnitude", "--sparsity", "0.5", "--dataset", NAME,
+                                   "--finetune-epochs", "0", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    record = json.loads(res.output.strip().splitlines()[-1])
+    assert record["shifted_mean"] is not None  # the shifted domain was evaluated and reported
+    load_checkpoint(out, tiny_cnn)
+    layers = prune.sparsity_report(tiny_cnn)[:-1]  # the last row is the total
+    assert layers[0]["sparsity"] == 0 and layers[-1]["sparsity"] == 0 and layers[1]["sparsity"] > 0
+    assert "driftfmnist" in CliRunner().invoke(app, ["prune", "--help"]).output

@@ -26,7 +26,9 @@ def _version(show: bool) -> None:
 
 
 @app.callback()
-def _root(threads: int = typer.Option(0, help="torch CPU threads; 0 keeps torch's default (one per physical core)"),
+def _root(threads: int = typer.Option(1, help="torch CPU threads. Default 1: on a busy machine more threads than free "
+                                         "cores made training up to 12x slower (README, 'Threads'); 0 = torch's default "
+                                         "(one per core), fastest only on an idle machine"),
           version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="print the version and exit")):
     """Image classifiers that survive distribution shift: GRASP merging and GC-Net pruning."""

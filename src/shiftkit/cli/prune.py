@@ -23,11 +23,11 @@ def prune_cmd(
     inverse: Optional[bool] = typer.Option(None, "--inverse", help="gcnet control: prune the most connected first"),
     granularity: Optional[str] = typer.Option(None, help="random: element | connection"),
     calib_per_class: Optional[int] = typer.Option(None, help="gcnet: calibration images per class (default 100)"),
-    keep_first: bool = typer.Option(False, help="keep the first prunable layer dense"),
-    keep_last: bool = typer.Option(False, help="keep the last prunable layer dense"),
+    keep_first: bool = typer.Option(True, help="keep the first prunable layer dense (every benchmark does)"),
+    keep_last: bool = typer.Option(True, help="keep the classifier dense (every benchmark does)"),
     max_layer_sparsity: float = typer.Option(1.0, help="cap on any layer's sparsity"),
     skip_unsupported: bool = typer.Option(False, help="leave modules shiftkit cannot prune dense instead of failing"),
-    dataset: str = typer.Option("fashion_mnist", help="dataset name (shiftkit data --list)"),
+    dataset: str = typer.Option("driftfmnist", help="dataset name (shiftkit data --list); every domain is tested"),
     root: Optional[Path] = typer.Option(None, help="data folder (default $SHIFTKIT_DATA)"),
     domain: int = typer.Option(0, help="domain to fine-tune on"),
     calib_domain: Optional[int] = typer.Option(None, help="domain whose train split calibrates (a shifted bin); default --domain"),
@@ -40,7 +40,7 @@ def prune_cmd(
     """Prune a checkpoint, fine-tune with fixed masks, save the sparse model and its per-layer sparsity;
     test on every domain (results: <out without suffix>/result.json).
 
-    Example: shiftkit prune runs/m.safetensors --method gcnet --sparsity 0.9 --hybrid-split 2 --dataset fashion_mnist --finetune-epochs 2 --out runs/p.safetensors
+    Example: shiftkit prune runs/m.safetensors --method gcnet --sparsity 0.9 --hybrid-split 2 --dataset driftfmnist --finetune-epochs 2 --out runs/p.safetensors
     """
     from .. import prune
     from ..experiment import run_experiment

@@ -37,19 +37,11 @@ def eval_(checkpoint: Path, dataset: str = typer.Option("driftfmnist"), root: Op
 
     Example: shiftkit eval runs/m.safetensors --dataset driftfmnist --adapt-bn
     """
-    from .. import train
+    from ..api import evaluate_under_shift
     from ..checkpoints import load_checkpoint, model_from_checkpoint
-    from ..data import corruption_sets, load_domains
-    from ..train import evaluate
 
     net = model_from_checkpoint(checkpoint, default_arch="small_cnn")
     load_checkpoint(checkpoint, net)
-    domains = load_domains(dataset, root, seed=seed)
-    sets = {d.name: d.test for d in domains}
-    if corruptions:
-        sets.update({f"{name}@{sev}": ds for (name, sev), ds in corruption_sets(domains[0].test).items()})
-    rows = []
-    for name, ds in sets.items():
-        m = train.adapt_bn(net, ds) if adapt_bn else net  # a fresh copy per set: statistics never leak across sets
-        rows.append({"set": name, **{k: v for k, v in evaluate(m, ds).items() if k != "loss"}})
+    metrics = evaluate_under_shift(net, dataset, root=root, corruptions=corruptions, adapt_bn=adapt_bn, seed=seed)
+    rows = [{"set": name, **{k: v for k, v in m.items() if k != "loss"}} for name, m in metrics.items()]
     table(rows, title=f"{checkpoint}{' (AdaBN per set)' if adapt_bn else ''}")
