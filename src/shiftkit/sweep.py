@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from .config import Experiment, TransferMethod, apply_overrides, parse_experiment
 from .errors import ConfigError, ShiftkitError
 from .experiment import prepare, run_experiment, zoo_path
+from .progress import Progress
 
 __all__ = ["expand_grid", "run_grid", "EXECUTORS"]
 
@@ -104,8 +104,11 @@ def run_grid(exps: list[Experiment], *, executor: str = "local", workers: int = 
     if executor == "local":
         old = torch.get_num_threads()
         try:
-            for i in tqdm(todo, desc="sweep", disable=None):
-                results[i] = _point(raws[i], threads)
+            with Progress(total=len(todo), desc="sweep") as bar:
+                for n, i in enumerate(todo, 1):
+                    results[i] = _point(raws[i], threads)
+                    bar.update()
+                    bar.milestone(f"point {n}/{len(todo)} done: {raws[i]['out']}")
         finally:
             torch.set_num_threads(old)
     elif todo:
@@ -125,12 +128,12 @@ def _run_ray(raws: list[dict], *, workers: int, threads: int) -> list[dict]:
     try:
         task = ray.remote(num_cpus=1, max_retries=0)(_point)
         refs = [task.remote(r, threads, os.getcwd()) for r in raws]
-        bar = tqdm(total=len(refs), desc="sweep (ray)", disable=None)
         pending = list(refs)
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            bar.update(len(done))
-        bar.close()
+        with Progress(total=len(refs), desc="sweep (ray)") as bar:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                bar.update(len(done))
+                bar.milestone(f"{len(refs) - len(pending)}/{len(refs)} points done")
         return ray.get(refs)
     except ray.exceptions.RayTaskError as e:  # a user error in a point reads like one, not a remote traceback
         if isinstance(e.cause, ShiftkitError):

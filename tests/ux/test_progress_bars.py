@@ -46,7 +46,7 @@ def test_bars_on_a_terminal_only(ux_env, trained, monkeypatch, tty):
         assert all(f"{s}:" in err for s in steps), err[-2000:]
     else:
         assert "it/s" not in err and "\r" not in err  # no bar drawn into a log
-        assert "fit: epoch 1/1 train_loss" in err  # but a line per epoch
+        assert "fit: epoch 1/1 train_loss" in err and "sweep: point 1/1 done" in err  # but a line per epoch / point
 
 
 def test_bar_drawn_on_a_terminal_that_reports_no_size(monkeypatch):
