@@ -50,3 +50,17 @@ def run(*, model: str = "small_cnn", epochs: int = 2, repeats: int = 3, root=Non
     return {"model": model, "images": imgs, "epochs": epochs, "threads": torch.get_num_threads(), "seconds": times,
             "img_per_s": {k: imgs / v for k, v in best.items()}, "ratio_fit_over_bare": best["fit"] / best_bare,
             "ratio_channels_last_over_contiguous_bare": best["bare_channels_last"] / best["bare"]}
+
+
+def render_section(results: list[dict], command: str) -> str:
+    """The RESULTS.md section, from the stored JSON alone (regenerable)."""
+    from ..render import markdown_table
+
+    rows = [(r["model"], r["images"], r["threads"], f"{r['img_per_s']['bare']:.0f}",
+             f"{r['img_per_s']['bare_channels_last']:.0f}", f"{r['img_per_s']['fit']:.0f}",
+             f"{r['ratio_channels_last_over_contiguous_bare']:.3f}", f"{r['ratio_fit_over_bare']:.3f}") for r in results]
+    table = markdown_table(["model", "images/run", "threads", "bare img/s", "bare channels_last img/s", "fit() img/s",
+                            "channels_last / contiguous bare time", "fit / best bare time (target <= 1.3)"], rows)
+    return (f"## Training loop overhead\n\n`{command}`\n\n{table}\n\nBest of the interleaved runs of each loop, all "
+            "measured in one process, one thing at a time; fit() without validation (its best-val copy and evaluation "
+            "are extra work a bare loop does not do) and compared with the FASTER of the two bare loops.")

@@ -13,26 +13,24 @@ commands = typer.Typer(no_args_is_help=True, help="Benchmarks: write JSON to ben
 
 
 @commands.command("train-speed")
-def bench_train_speed(model: str = typer.Option("small_cnn"), epochs: int = typer.Option(2), repeats: int = typer.Option(3),
+def bench_train_speed(models: str = typer.Option("small_cnn,resnet20", "--model", help="comma-separated model names"),
+                      epochs: int = typer.Option(2), repeats: int = typer.Option(3),
                       threads: int = typer.Option(2), root: Optional[Path] = typer.Option(None),
                       out: Path = typer.Option(Path("benchmarks/results/train_speed.json"))):
-    """Training-loop time of shiftkit's fit() vs a bare PyTorch loop (target ratio <= 1.3).
+    """Training-loop time of shiftkit's fit() vs the faster of two bare PyTorch loops (contiguous and
+    channels_last), per model, in one run (target ratio <= 1.3).
 
-    Example: shiftkit bench train-speed --model small_cnn --epochs 2 --repeats 3
+    Example: shiftkit bench train-speed --model small_cnn,resnet20 --epochs 1 --repeats 3
     """
     import torch
 
     from ..bench import _results, train_speed
 
     torch.set_num_threads(threads)
-    r = train_speed.run(model=model, epochs=epochs, repeats=repeats, root=root)
-    r["command"] = _results.command_line()
-    _results.write_result(out, r)
-    body = (f"## Training loop overhead\n\n`{r['command']}`\n\n"
-            "| model | images/run | threads | bare loop img/s | fit() img/s | fit / bare time (target <= 1.3) |\n|---|---|---|---|---|---|\n"
-            f"| {model} | {r['images']} | {r['threads']} | {r['img_per_s']['bare']:.0f} | {r['img_per_s']['fit']:.0f} | "
-            f"{r['ratio_fit_over_bare']:.3f} |\n\nBest of {repeats} interleaved runs each; fit() without validation "
-            "(its best-val copy and evaluation are extra work a bare loop does not do).")
+    runs = [train_speed.run(model=m.strip(), epochs=epochs, repeats=repeats, root=root) for m in models.split(",") if m.strip()]
+    command = _results.command_line()
+    _results.write_result(out, {"command": command, "runs": runs})
+    body = train_speed.render_section(runs, command)
     _results.update_section("train-speed", body)
     say(body)
 
