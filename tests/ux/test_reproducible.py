@@ -138,3 +138,10 @@ def test_run_experiment_result_has_no_wall_clock(data_env):
                        progress=False)
     assert r["seconds"] > 0 and "seconds" not in json.loads(Path("w/result.json").read_text())
     assert json.loads(Path("w/timing.json").read_text())["seconds"] == r["seconds"]
+
+
+def test_demo_twice_same_files(data_env, capsys):
+    f1, f2, _, _ = _twice(["demo", "--epochs", "1", "--seed", "2", "--out", "demo"], data_env / "demo", capsys)
+    assert sorted(f1) == sorted(f2) == ["demo.json", "demo_accuracy_per_bin.png", "small_cnn_bin0.safetensors"]
+    assert [n for n in f1 if f1[n] != f2[n]] == []
+    assert "train_seconds" in json.loads((data_env / "demo" / "timing.json").read_text())
