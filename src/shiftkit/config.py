@@ -89,6 +89,9 @@ class TransferMethod(_Strict):
     base_domain: int = 0                    # zoo: domain the shared base is pretrained on
     base_epochs: int = Field(5, ge=0)       # zoo: base pretraining epochs
     source_epochs: int = Field(3, ge=0)     # zoo: fine-tuning epochs per source
+    base_lr: float = Field(1e-3, gt=0)      # zoo: base pretraining learning rate
+    source_lr: float = Field(5e-4, gt=0)    # zoo: per-source fine-tuning learning rate (stays near the base)
+    zoo_batch_size: int = Field(128, ge=1)  # zoo: batch size (a few hundred images per domain: try 32)
     order: Literal["temporal", "reverse", "random"] = "temporal"  # source order (random: drawn from seed)
     resume: bool = False                    # continue the run in <out>
 

@@ -147,7 +147,8 @@ def prepare(exp: Experiment, domains=None, *, exclude: tuple[int, ...] | None = 
         if all(i in have for i in range(len(domains)) if i not in exclude):
             return
     cfg = ZooConfig(model=exp.model.name, model_kwargs=dict(exp.model.kwargs), base_domain=m.base_domain,
-                    base_epochs=m.base_epochs, source_epochs=m.source_epochs, seed=exp.seed)
+                    base_epochs=m.base_epochs, source_epochs=m.source_epochs, base_lr=m.base_lr, source_lr=m.source_lr,
+                    batch_size=m.zoo_batch_size, seed=exp.seed)
     torch.manual_seed(exp.seed)  # model initialisation draws from the global generator
     build_zoo(domains, zoo, cfg=cfg, dataset=exp.data.name, exclude=exclude)
 

@@ -85,3 +85,22 @@ def test_domain_indices_are_checked(ux_env):
         run_experiment(parse_experiment({"method": {"kind": "transfer"}, "data": {"target": 9}, "out": "runs/x"}))
     with pytest.raises(ConfigError, match="data.domain=-9"):
         run_experiment(parse_experiment({"data": {"domain": -9}, "out": "runs/y"}))
+
+
+def test_zoo_batch_size_and_learning_rates_from_flags_and_yaml(ux_env):
+    import json
+
+    from shiftkit.cli import main
+    from shiftkit.config import parse_experiment
+    from shiftkit.experiment import prepare, zoo_path
+
+    main(["sources", "--width", "4", "--base-epochs", "1", "--source-epochs", "1", "--target", "7", "--batch-size", "32",
+          "--base-lr", "0.003", "--source-lr", "0.002", "--out", "zoo_flags"])
+    cfg = json.loads(Path("zoo_flags/zoo.json").read_text())["config"]
+    assert (cfg["batch_size"], cfg["base_lr"], cfg["source_lr"]) == (32, 0.003, 0.002)
+    exp = parse_experiment({"method": {"kind": "transfer", "zoo": "zoo_yaml", "base_epochs": 1, "source_epochs": 1,
+                                       "zoo_batch_size": 16, "source_lr": 1e-4}, "model": {"kwargs": {"width": 4}},
+                            "data": {"target": 7}})
+    prepare(exp)
+    cfg = json.loads((zoo_path(exp) / "zoo.json").read_text())["config"]
+    assert (cfg["batch_size"], cfg["source_lr"], cfg["base_lr"]) == (16, 1e-4, 1e-3)

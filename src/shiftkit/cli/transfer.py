@@ -16,6 +16,9 @@ def sources(dataset: str = typer.Option("driftfmnist"), model: str = typer.Optio
             target: Optional[int] = typer.Option(None, help="domain left out (the transfer target; -1: the last)"),
             out: Path = typer.Option(Path("runs/zoo")), base_domain: int = typer.Option(0),
             base_epochs: int = typer.Option(5), source_epochs: int = typer.Option(3),
+            base_lr: float = typer.Option(1e-3, help="base pretraining learning rate"),
+            source_lr: float = typer.Option(5e-4, help="per-source fine-tuning learning rate"),
+            zoo_batch_size: int = typer.Option(128, "--batch-size", help="zoo training batch size (small domains: 32)"),
             width: Optional[int] = typer.Option(None, help="model width option (small_cnn / resnet)"),
             seed: int = typer.Option(0), root: Optional[Path] = typer.Option(None)):
     """Build a source zoo: pretrain a shared base on one domain, fine-tune one source per other domain.
@@ -26,7 +29,8 @@ def sources(dataset: str = typer.Option("driftfmnist"), model: str = typer.Optio
     from ..transfer.zoo import quick_report
 
     exp = from_flags("sources", dataset=dataset, model=model, target=target, out=out, base_domain=base_domain,
-                     base_epochs=base_epochs, source_epochs=source_epochs, width=width, seed=seed, root=root)
+                     base_epochs=base_epochs, source_epochs=source_epochs, base_lr=base_lr, source_lr=source_lr,
+                     zoo_batch_size=zoo_batch_size, width=width, seed=seed, root=root)
     domains = exp.data.load()
     prepare(exp, domains, exclude=None if target is not None else ())  # no --target: a source for every domain
     table(quick_report(domains, zoo_path(exp)), title=f"zoo {out} (base on {domains[base_domain].name})")
