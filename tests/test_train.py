@@ -87,3 +87,27 @@ def test_adapt_bn_returns_an_adapted_copy_and_leaves_the_model():
     adapted = adapt_bn(net, ds)
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
     assert not torch.equal(adapted.features[1].running_mean, net.features[1].running_mean)
+
+
+def test_fit_trains_conv_nets_in_channels_last_and_hands_back_a_plain_model(tiny_dataset, tmp_path):
+    from shiftkit.checkpoints import load_checkpoint, save_checkpoint
+    from shiftkit.train import _memory_format
+
+    nets = {}
+    for fmt in ("auto", "contiguous"):
+        torch.manual_seed(0)
+        net = models.create("small_cnn", num_classes=4, in_chans=1, width=4)
+        assert _memory_format(net, TrainConfig(memory_format=fmt)) == (
+            torch.channels_last if fmt == "auto" else torch.contiguous_format)
+        fit(net, tiny_dataset, None, TrainConfig(epochs=1, batch_size=32, memory_format=fmt, progress=False))
+        assert all(p.is_contiguous() for p in net.state_dict().values())
+        save_checkpoint(tmp_path / f"{fmt}.safetensors", net)  # safetensors refuses non-contiguous tensors
+        nets[fmt] = net
+    # the same training in another layout: the same model up to float reordering
+    for (k, a), b in zip(nets["auto"].state_dict().items(), nets["contiguous"].state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-4), k
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(144, 4))
+    assert _memory_format(mlp, TrainConfig()) == torch.contiguous_format
+    with pytest.raises(ConfigError, match="memory_format"):
+        TrainConfig(memory_format="nhwc")
+    load_checkpoint(tmp_path / "auto.safetensors", models.create("small_cnn", num_classes=4, in_chans=1, width=4))

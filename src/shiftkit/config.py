@@ -46,8 +46,15 @@ class DataConfig(_Strict):
     target: int = -1                 # transfer: the target domain (sources = the others); -1 = last
     few_shot: Optional[int] = None   # cap on the target's labelled train images (transfer)
     calib_domain: Optional[int] = None  # prune: domain whose train split calibrates (default: domain)
+    options: dict[str, Any] = Field(default_factory=dict)  # the reader's options, e.g. image_folder {size: 64, channels: 1}
 
     _known = _registered("data", "DATASETS")
+
+    def load(self) -> list:
+        """The dataset's domains, built from this section (the one place a config loads data)."""
+        from .data import load_domains
+
+        return load_domains(self.name, self.root, seed=self.seed, **self.options)
 
 
 class ModelConfig(_Strict):

@@ -62,6 +62,35 @@ class ArrayDataset(torch.utils.data.Dataset):
     def class_counts(self) -> Tensor:
         return torch.bincount(self.labels, minlength=self.num_classes)
 
+    @classmethod
+    def from_torch(cls, data: "torch.utils.data.Dataset | torch.utils.data.DataLoader | ArrayDataset", *,
+                   classes: list[str] | None = None, limit: int | None = None) -> "ArrayDataset":
+        """Any map-style torch Dataset of (image tensor, label) pairs, or a DataLoader over one, held in memory.
+
+        Images must already be tensors (C, H, W) in [0, 1] (e.g. a torchvision dataset with
+        `transform=ToTensor()`); they are stored as float32. `classes` defaults to the dataset's own
+        `classes` attribute, else the labels seen. `limit` caps the number of images read.
+        """
+        if isinstance(data, ArrayDataset):
+            return data if limit is None else data.subset(torch.arange(min(limit, len(data))))
+        loader = data if isinstance(data, torch.utils.data.DataLoader) else torch.utils.data.DataLoader(data, batch_size=256)
+        xs, ys, n = [], [], 0
+        for x, y in loader:
+            if not isinstance(x, Tensor) or x.ndim != 4:
+                raise DataError("from_torch needs batches of image tensors (N, C, H, W): add transform=ToTensor() "
+                                f"to the dataset (got {type(x).__name__}{tuple(getattr(x, 'shape', ()))})")
+            xs.append(x.float())
+            ys.append(torch.as_tensor(y).long())
+            n += len(y)
+            if limit is not None and n >= limit:
+                break
+        if not xs:
+            raise DataError("from_torch: the dataset is empty")
+        images, labels = torch.cat(xs)[:limit], torch.cat(ys)[:limit]
+        dataset = loader.dataset
+        names = classes or getattr(dataset, "classes", None) or [str(c) for c in range(int(labels.max()) + 1)]
+        return cls(images, labels, list(names))
+
 
 def data_root(path: str | os.PathLike | None = None, default: Path = DEBIAN_FMNIST) -> Path:
     """Where data lives: the argument, else $SHIFTKIT_DATA, else `default` (Debian's Fashion-MNIST)."""

@@ -1,12 +1,13 @@
 """Named datasets as lists of Domains: the one path the CLI and benchmarks load data through."""
 from __future__ import annotations
 
+import inspect
 import os
 
 import torch
 
 from .._registry import Registry
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .base import ArrayDataset, data_root
 from .cifar import load_cifar
 from .domains import Domain, split_domain
@@ -22,8 +23,17 @@ register_dataset = DATASETS.register
 
 
 def load_domains(name: str, root=None, **kwargs) -> list[Domain]:
-    """Load a named dataset as its list of domains (see `DATASETS.names()`)."""
-    return DATASETS.create(name, root, **kwargs)
+    """Load a named dataset as its list of domains (see `DATASETS.names()`).
+
+    Keyword options are the reader's own (e.g. image_folder's size and channels); an unknown one is a
+    ConfigError listing the valid ones.
+    """
+    reader = DATASETS.get(name)
+    valid = [p.name for p in inspect.signature(reader).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise ConfigError(f"dataset {name!r}: unknown option(s) {unknown}; valid: {', '.join(valid)}")
+    return reader(root, **kwargs)
 
 
 def _required(root, name: str):
@@ -78,13 +88,20 @@ def _tiny_imagenet(root=None, *, seed: int = 0) -> list[Domain]:
 
 
 @register_dataset("image_folder")
-def _image_folder(root=None, *, seed: int = 0, size: int = 32) -> list[Domain]:
-    """root/<domain>/<class>/<img>, or pre-split root/<domain>/{train,val,test}/<class>/<img> (splits kept)."""
+def _image_folder(root=None, *, seed: int = 0, size: int = 32, channels: int = 3) -> list[Domain]:
+    """root/<domain>/<class>/<img>, or pre-split root/<domain>/{train,val,test}/<class>/<img> (splits kept).
+
+    Images are resized to size x size and read as RGB (channels=3) or grayscale (channels=1).
+    """
     root = _required(root, "image_folder")
+    if channels not in (1, 3):
+        raise DataError(f"image_folder: channels={channels!r}; valid: 1 (grayscale), 3 (RGB)")
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 4096:
+        raise DataError(f"image_folder: size={size!r} must be an integer in 1..4096 (pixels per side)")
     if not is_presplit(root):
-        return _split_all(load_image_folder(root, size=size))
+        return _split_all(load_image_folder(root, size=size, channels=channels))
     domains = []
-    for name, splits in load_presplit(root, size=size).items():
+    for name, splits in load_presplit(root, size=size, channels=channels).items():
         missing = [s for s in ("train", "val", "test") if s not in splits]
         if missing:
             raise DataError(f"{root}/{name}: pre-split domain lacks {missing}")
