@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -30,14 +30,14 @@ from torch import nn
 
 from ..checkpoints import load_checkpoint, model_from_checkpoint, read_metadata, save_checkpoint
 from ..data.base import ArrayDataset
-from ..errors import CheckpointError, ConfigError, ShiftkitError
+from ..errors import CheckpointError, ConfigError
 from ..train import recalibrate_bn
 from .base import SCOPES, prunable_modules
 from .channel_importance import create_importance, needs_gradients
 from .connectivity import calibration_subset
 
 __all__ = ["StructuredConfig", "StructuredResult", "prune_structured", "count_macs_params", "save_structured",
-           "load_structured", "widths"]
+           "load_structured", "widths", "structured_prune_checkpoint"]
 
 META_KEY = "structured"  # safetensors metadata key of the pruning history + example input shape
 
@@ -53,6 +53,7 @@ class StructuredConfig:
     keep_first: bool = True                    # first layer's outputs kept (it is tiny and vital)
     step: float = 0.01                         # ratio increment per step towards a speedup (a few % MACs overshoot)
     round_to: int | None = None                # channel counts rounded to a multiple (SIMD-friendly widths)
+    calib_per_class: int = 64                  # class-balanced calibration images per class (scores, BN, Taylor)
     bn_recalibrate: bool = False               # re-estimate BN statistics on the calibration data after removal
     seed: int = 0                              # random importance, calibration subset
     importance_options: tuple[tuple[str, object], ...] = ()  # e.g. (("hybrid_split", 3),)
@@ -111,6 +112,8 @@ def _graph_pruner(net: nn.Module, example: torch.Tensor, importance, cfg: Struct
     modules = prunable_modules(net, skip_unsupported=True)
     names = list(modules)
     ignored = [modules[names[-1]]] + ([modules[names[0]]] if cfg.keep_first else [])
+    # attention blocks (timm's Attention, mobilevit) reshape qkv by num_heads / head_dim: left whole
+    ignored += [m for m in net.modules() if hasattr(m, "num_heads") and hasattr(m, "qkv")]
     unknown = [n for n, _ in cfg.layer_sparsity if n not in modules]
     if unknown:
         raise ConfigError(f"layer_sparsity names unknown layer(s) {unknown}; prunable layers: {', '.join(names)}")
@@ -143,20 +146,22 @@ def prune_structured(model: nn.Module, data: ArrayDataset, cfg: StructuredConfig
     Raises ConfigError (naming the option or layer) for an untraceable model, an unreachable speedup,
     or a per-layer budget that removes every channel; `model` is never modified.
     """
-    calib = calibration_subset(data, 64, seed=cfg.seed)
+    calib = calibration_subset(data, cfg.calib_per_class, seed=cfg.seed)
     example = _example(calib)
     net = copy.deepcopy(model).eval()
-    macs0, params0 = count_macs_params(net, example)
     importance = create_importance(cfg.importance, data=calib if _needs_data(cfg) else None,
                                    **dict(cfg.importance_options))
     steps = 1 if cfg.channel_sparsity is not None else max(1, int(cfg.max_layer_sparsity / cfg.step))
-    pruner = _graph_pruner(net, example, importance, cfg, steps)
+    pruner = _graph_pruner(net, example, importance, cfg, steps)  # traces first: a clear error if it cannot
+    macs0, params0 = count_macs_params(net, example)
+    widths0 = widths(net)
     torch.manual_seed(cfg.seed)  # the random importance draws from torch's RNG
     macs, done = macs0, 0
     for done in range(1, steps + 1):
         if needs_gradients(importance):
             _gradients(net, calib)
         pruner.step()
+        _check_alive(net, example)
         macs = count_macs_params(net, example)[0]
         if cfg.speedup is not None and macs0 / macs >= cfg.speedup:
             break
@@ -164,7 +169,9 @@ def prune_structured(model: nn.Module, data: ArrayDataset, cfg: StructuredConfig
     if cfg.speedup is not None and macs0 / macs < cfg.speedup:
         raise ConfigError(f"speedup={cfg.speedup} unreachable: {macs0 / macs:.2f}x at max_layer_sparsity="
                           f"{cfg.max_layer_sparsity} (the first and last layers stay; raise max_layer_sparsity)")
-    _check_alive(net, example)
+    if widths(net) == widths0:  # e.g. a forward that leaves autograd hides every coupling from the tracer
+        raise ConfigError(f"torch-pruning cannot trace model {getattr(net, 'shiftkit_arch', type(net).__name__)!r}: "
+                          "no channel could be removed (its graph has no prunable coupled layers; option: model)")
     if cfg.bn_recalibrate:
         recalibrate_bn(net, calib)
     net.shiftkit_structured = {"history": _history(pruner), "input_shape": list(example.shape)}
@@ -190,9 +197,10 @@ def _check_alive(net: nn.Module, example: torch.Tensor) -> None:
     try:
         with torch.no_grad():
             net(example)
-    except Exception as e:  # a graph torch-pruning mis-traced: the pruned net does not run
-        raise ShiftkitError(f"the pruned model does not run ({type(e).__name__}: {e}); "
-                            "torch-pruning could not follow this architecture") from e
+    except Exception as e:  # a graph torch-pruning mis-traced (e.g. a forward that leaves autograd)
+        arch = getattr(net, "shiftkit_arch", type(net).__name__)
+        raise ConfigError(f"torch-pruning cannot trace model {arch!r}: the pruned model does not run "
+                          f"({type(e).__name__}: {e}); structural pruning needs a traceable model (option: model)") from e
 
 
 def save_structured(path: str | os.PathLike, model: nn.Module, *, metadata: dict[str, str] | None = None) -> None:
@@ -224,3 +232,17 @@ def load_structured(path: str | os.PathLike) -> nn.Module:
     load_checkpoint(path, model)
     model.shiftkit_structured = info
     return model
+
+
+def structured_prune_checkpoint(src: str | os.PathLike, out: str | os.PathLike, data: ArrayDataset,
+                                cfg: StructuredConfig) -> StructuredResult:
+    """Prune the model of a shiftkit checkpoint and write the result (the `shiftkit prune --structured` core).
+
+    Everything is checked and pruned before `out` is written: on any error nothing is written.
+    """
+    model = model_from_checkpoint(src)
+    load_checkpoint(src, model)
+    result = prune_structured(model, data, cfg)
+    save_structured(out, result.model, metadata={"structured_config": json.dumps(asdict(cfg)),
+                                                 "speedup": f"{result.speedup:.4f}"})
+    return result
