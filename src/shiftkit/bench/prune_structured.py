@@ -25,7 +25,8 @@ from torch import nn
 from ..checkpoints import save_checkpoint
 from ..data import ArrayDataset
 from ..prune.structured import StructuredConfig, count_macs_params, prune_structured, save_structured
-from ..train import TrainConfig, adapt_bn, fit
+from ..prune.pipeline import evaluate_under_shift
+from ..train import TrainConfig, fit
 from . import _results
 from .prune import BenchConfig, _accuracy, _data, dense_model
 
@@ -51,10 +52,6 @@ class StructuredBenchConfig:
         """(seed, importance, speedup), whole seeds first so a cut-short run still has paired comparisons."""
         return [(seed, DENSE, 1.0) for seed in self.base.seeds] + [
             (seed, imp, s) for s in self.speedups for seed in self.base.seeds for imp in self.importances]
-
-
-def _shift(net: nn.Module, sets: dict, *, adapt: bool) -> dict[str, float]:
-    return {k: _accuracy(adapt_bn(net, ds) if adapt else net, ds) for k, ds in sets.items()}
 
 
 def _file_ratio(pruned: nn.Module, dense: nn.Module) -> tuple[int, int]:
@@ -87,8 +84,8 @@ def run_one(cfg: StructuredBenchConfig, seed: int, importance: str, speedup: flo
     fit(net, data.subset(data.train, base.ft_train, 100 + seed), None,
         TrainConfig(epochs=base.ft_epochs, seed=seed, select="last", progress=False))
     out["clean"] = _accuracy(net, data.test)
-    out["shift"] = _shift(net, data.shift, adapt=False)
-    out["shift_adabn"] = _shift(net, data.shift, adapt=True)  # BN re-estimated on each shifted set's own images
+    out["shift"] = evaluate_under_shift(net, data.shift, accuracy=_accuracy)
+    out["shift_adabn"] = evaluate_under_shift(net, data.shift, adabn=True, accuracy=_accuracy)  # BN re-estimated on each shifted set's own images
     out["seconds"] = time.perf_counter() - t0
     return out
 
