@@ -167,3 +167,17 @@ def test_timm_models_prune(arch):
     res = prune_structured(net, data, StructuredConfig(channel_sparsity=0.3, calib_per_class=2))
     assert res.params_after < res.params_before and res.macs_after < res.macs_before
     assert res.model(data.images[:2].float()).shape == (2, 4)
+
+
+def test_bn_recalibration_after_removal_uses_the_shared_helper(data16):
+    from shiftkit.prune.connectivity import calibration_subset
+    from shiftkit.train import recalibrate_bn
+
+    dense = _net("vgg11_bn")
+    stale = prune_structured(dense, data16, StructuredConfig(channel_sparsity=0.5)).model
+    fresh = prune_structured(dense, data16, StructuredConfig(channel_sparsity=0.5, bn_recalibrate=True)).model
+    bn = lambda m: [x for x in m.modules() if isinstance(x, nn.BatchNorm2d)]  # noqa: E731
+    assert not torch.allclose(bn(stale)[1].running_var, bn(fresh)[1].running_var)
+    recalibrate_bn(stale, calibration_subset(data16, 64, seed=0))
+    for a, b in zip(bn(stale), bn(fresh)):
+        assert torch.allclose(a.running_mean, b.running_mean, atol=1e-6) and torch.allclose(a.running_var, b.running_var, atol=1e-5)

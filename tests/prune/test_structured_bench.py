@@ -39,6 +39,20 @@ def test_bench_runs_resumes_and_summarizes(tmp_path):
     assert "| 2.0x | gcnet | 2 |" in md
 
 
+def test_main_writes_json_and_the_results_section(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    opts = dict(dense_train=80, dense_epochs=1, n_shift=20, calib_per_class=3, dataset=NAME, drift_bins=(7,),
+                corruptions=("contrast",), severities=(3,))
+    kw = dict(model="small_cnn", seeds=(0,), speedups=(1.5,), importances=("l1",), ft_train=40, ft_epochs=1, step=0.05,
+              results="res", runs_dir="runs", base_options=opts, command="shiftkit bench prune-structured")
+    md = ps.main(**kw, progress=str)
+    assert "| 1.5x | l1 | 1 |" in md
+    assert (tmp_path / "res" / "prune_structured_small_cnn.json").is_file()
+    assert "<!-- prune_structured_small_cnn:begin -->" in (tmp_path / "benchmarks" / "RESULTS.md").read_text()
+    again = ps.main(**kw, report_only=True)
+    assert again == md
+
+
 def test_latency_interleaves_and_reports_ratios_to_the_dense_model():
     torch.manual_seed(0)
     dense = models.create("small_cnn", num_classes=4, in_chans=1).eval()

@@ -31,7 +31,7 @@ from . import _results
 from .prune import BenchConfig, _accuracy, _data, dense_model
 
 __all__ = ["StructuredBenchConfig", "IMPORTANCE_ARMS", "run_one", "run", "summarize", "markdown", "latency",
-           "DENSE"]
+           "DENSE", "main", "main_latency"]
 
 IMPORTANCE_ARMS = ("gcnet", "gcnet_hybrid", "l1", "l2", "taylor", "lamp", "random")
 DENSE = "dense_ft"  # the unpruned net through the same fine-tuning
@@ -201,4 +201,50 @@ def latency(models: dict[str, nn.Module], example: torch.Tensor, *, batches: tup
                                  "ratio_to_reference": med[k] / med[reference]})
     finally:
         torch.set_num_threads(saved)
+    return rows
+
+
+def main(*, model: str = "resnet20", width: float | None = None, seeds: tuple[int, ...] = (0, 1, 2),
+         speedups: tuple[float, ...] = (1.5, 2.0, 3.0), importances: tuple[str, ...] = IMPORTANCE_ARMS,
+         ft_train: int = 3000, ft_epochs: int = 2, step: float = 0.01, results: str | Path = "benchmarks/results",
+         runs_dir: str = "runs/bench_prune", command: str | None = None, report_only: bool = False,
+         base_options: dict | None = None, progress=print) -> str:
+    """`shiftkit bench prune-structured`: run (resumable), summarize, write
+    `<results>/prune_structured_<tag>.json` and the RESULTS.md section; returns the markdown table.
+
+    Dense nets are shared with `shiftkit bench prune` (same `runs_dir`, model, seeds and data defaults).
+    """
+    from ..prune.channel_importance import IMPORTANCES
+
+    for imp in importances:
+        IMPORTANCES.get(imp)  # unknown names -> ConfigError listing the valid ones, before any work
+    base = BenchConfig(model=model, model_kwargs=(("width", width),) if width is not None else (), seeds=tuple(seeds),
+                       ft_train=ft_train, ft_epochs=ft_epochs, runs_dir=runs_dir, **(base_options or {}))
+    cfg = StructuredBenchConfig(base=base, importances=tuple(importances), speedups=tuple(speedups), step=step)
+    results = Path(results)
+    jsonl = results / f"prune_structured_{cfg.tag}_runs.jsonl"
+    records = ([r for r in _results.read_jsonl(jsonl) if r.get("tag") == cfg.tag] if report_only
+               else run(cfg, jsonl, progress=progress))
+    rows = summarize(records)
+    md = markdown(rows, cfg, command or _results.command_line())
+    _results.write_result(results / f"prune_structured_{cfg.tag}.json",
+                          {"config": config_dict(cfg), "rows": rows, "markdown": md})
+    _results.update_section(f"prune_structured_{cfg.tag}", md)
+    return md
+
+
+def main_latency(*, model: str = "resnet20", width: float | None = None, seed: int = 0, speedup: float = 2.0,
+                 importance: str = "l2", repeats: int = 30, results: str | Path = "benchmarks/results",
+                 runs_dir: str = "runs/bench_prune") -> list[dict]:
+    """`shiftkit bench prune-structured --latency`: the cached dense net of `seed` vs its pruned copy at `speedup`,
+    batch 1 and 64, 1 and 2 threads; writes `<results>/prune_structured_latency_<tag>.json`. Run it alone."""
+    base = BenchConfig(model=model, model_kwargs=(("width", width),) if width is not None else (), seeds=(seed,),
+                       runs_dir=runs_dir)
+    data = _data(base)
+    dense = dense_model(base, seed).eval()
+    res = prune_structured(dense, data.calib["clean"], StructuredConfig(importance=importance, speedup=speedup, seed=seed))
+    rows = latency({"dense": dense, "pruned": res.model}, ArrayDataset.to_float(data.test.images[:1]), repeats=repeats)
+    _results.write_result(Path(results) / f"prune_structured_latency_{base.tag}.json",
+                          {"model": base.tag, "speedup": res.speedup, "importance": importance, "seed": seed,
+                           "macs_ratio": res.macs_after / res.macs_before, "rows": rows})
     return rows
