@@ -13,10 +13,10 @@ from safetensors.torch import load_file
 from torch import nn
 
 from shiftkit import models
+from shiftkit.checkpoints import read_metadata, save_checkpoint
 from shiftkit.errors import CheckpointError, ConfigError
 from shiftkit.prune.structured import (StructuredConfig, count_macs_params, load_structured, prune_structured,
                                        save_structured, structured_prune_checkpoint, widths)
-from shiftkit.checkpoints import save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +133,6 @@ def test_saved_model_loads_in_a_fresh_process_and_is_plain_safetensors(tmp_path,
     assert torch.equal(got, want)
     assert out.stat().st_size < 0.7 * src.stat().st_size
     tensors = load_file(out)  # plain safetensors: the pruned shapes, widths in the metadata
-    from shiftkit.checkpoints import read_metadata
     meta_widths = json.loads(read_metadata(out)["widths"])
     for name, (o, i) in meta_widths.items():
         assert tensors[f"{name}.weight"].shape[0] == o
@@ -142,8 +141,6 @@ def test_saved_model_loads_in_a_fresh_process_and_is_plain_safetensors(tmp_path,
 
 
 def test_reproducible_same_seed_same_tensors(tmp_path, data16):
-    from shiftkit.checkpoints import read_metadata
-
     dense = _net("small_cnn")
     files = []
     for k in range(2):

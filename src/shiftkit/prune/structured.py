@@ -9,7 +9,9 @@
 The target is a channel sparsity (Torch-Pruning's `pruning_ratio`, one step) or a FLOP speedup: then the
 ratio grows by `step` per pruning step (Torch-Pruning's iterative schedule, importances re-estimated on the
 current net every step) until MACs(dense) / MACs(pruned) >= speedup. The classifier (last Conv2d / Linear)
-is never pruned; the first layer's outputs are kept unless keep_first=False.
+is never pruned (its inputs shrink with the layer before it); the first layer's outputs are kept unless
+keep_first=False, and with them every channel coupled to them (in a ResNet: the first stage's residual stream).
+Attention blocks (modules with `qkv` and `num_heads`, as in timm's ViT / MobileViT) are left whole.
 
 The file is plain safetensors (no pickle): the pruned tensors under the dense arch's names, metadata with
 arch/config, the Torch-Pruning pruning history (JSON) and the per-layer widths for plain PyTorch users.
