@@ -119,6 +119,16 @@ def _gcnet_hybrid(data: ArrayDataset, *, hybrid_split: int = 2, **opts) -> tp.im
     return GCNetChannelImportance(data, hybrid_split=hybrid_split, **opts)
 
 
+@_register("gcnet_pooled", needs_data=True)
+def _gcnet_pooled(data: ArrayDataset, **opts) -> tp.importance.Importance:
+    return GCNetChannelImportance(data, classwise=False, **opts)  # one correlation over all classes
+
+
+@_register("gcnet_position", needs_data=True)
+def _gcnet_position(data: ArrayDataset, **opts) -> tp.importance.Importance:
+    return GCNetChannelImportance(data, pooling="position", **opts)  # every output position a sample
+
+
 @_register("l1")
 def _l1() -> tp.importance.Importance:
     return tp.importance.GroupMagnitudeImportance(p=1)
@@ -145,7 +155,8 @@ def _random() -> tp.importance.Importance:
 
 
 def create_importance(name: str, *, data: ArrayDataset | None = None, **options) -> tp.importance.Importance:
-    """A Torch-Pruning importance by name (gcnet, gcnet_hybrid, l1, l2, taylor, lamp, random)."""
+    """A Torch-Pruning importance by name (gcnet, gcnet_hybrid, gcnet_pooled, gcnet_position, l1, l2, taylor,
+    lamp, random); options go to the GC-Net constructor (reading, pooling, classwise, hybrid_split, ...)."""
     factory = IMPORTANCES.get(name)
     if factory.needs_data:
         if data is None or not len(data):
