@@ -35,7 +35,7 @@ from ..data.base import ArrayDataset
 from ..errors import CheckpointError, ConfigError
 from ..train import recalibrate_bn
 from .base import SCOPES, prunable_modules
-from .channel_importance import create_importance, needs_gradients
+from .channel_importance import IMPORTANCES, create_importance, needs_gradients
 from .connectivity import calibration_subset
 
 __all__ = ["StructuredConfig", "StructuredResult", "prune_structured", "count_macs_params", "save_structured",
@@ -182,8 +182,6 @@ def prune_structured(model: nn.Module, data: ArrayDataset, cfg: StructuredConfig
 
 
 def _needs_data(cfg: StructuredConfig) -> bool:
-    from .channel_importance import IMPORTANCES
-
     return IMPORTANCES.get(cfg.importance).needs_data
 
 
