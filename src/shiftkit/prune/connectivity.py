@@ -9,6 +9,13 @@ classes. Two readings of x:
   matches m's input width (the network input for the first layer; a Linear after a flatten repeats each
   parent channel over its positions) - the reading of the authors' lab.
 
+Two further readings (options, so a verdict on GC-Net covers more than one interpretation):
+- pooling="position": no spatial pooling; every output position is a sample. y_j(p) is channel j of m's
+  output at position p, x_i(p) channel i of the input (or parent) map average-pooled to m's output grid
+  (a strided conv sees a downsampled input), so n = images x positions. Linear layers are unchanged.
+- classwise=False: one correlation over all calibration samples (labels ignored; between-class signal
+  kept) instead of the average of within-class correlations.
+
 One forward pass; per class only running sums (n, Σx, Σy, Σx², Σy², Σyxᵀ) are kept and turned into
 correlations with matmuls: no loop over channel pairs, no activations kept beyond the current batch.
 
@@ -29,10 +36,11 @@ from ..data.base import ArrayDataset
 from ..errors import ConfigError
 from .base import prunable_modules
 
-__all__ = ["READINGS", "Moments", "pearson", "connectivity_from_moments", "compute_connectivity",
+__all__ = ["READINGS", "POOLINGS", "Moments", "pearson", "connectivity_from_moments", "compute_connectivity",
            "pooled_activations", "connectivity_reference", "check_classes", "calibration_subset"]
 
 READINGS = ("input", "parent")
+POOLINGS = ("space", "position")  # conv maps averaged over space | every output position a sample
 
 
 @dataclass
@@ -124,16 +132,34 @@ def _gather_groups(conn: Tensor, weight: Tensor, groups: int) -> Tensor:
     return conn.gather(1, cols)
 
 
+def _space_mean(t: Tensor) -> Tensor:
+    return t.mean((2, 3)) if t.ndim == 4 else t
+
+
+def _positions(t: Tensor, like: Tensor) -> Tensor:
+    """(B, C, H, W) map average-pooled to `like`'s grid, as samples (B * H' * W', C)."""
+    if t.ndim != 4:
+        raise ConfigError(f"pooling='position' needs a feature map as parent; got shape {tuple(t.shape)} "
+                          "(use pooling='space')")
+    if t.shape[2:] != like.shape[2:]:
+        t = F.adaptive_avg_pool2d(t, like.shape[2:])
+    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+
+
 Sink = Callable[[str, Tensor, Tensor, Tensor], None]  # (module name, x (B, I), y (B, O), labels (B,))
 
 
 class _Hooks:
     """Forward hooks that hand (x, y) per module and batch to a sink; keeps only the current batch."""
 
-    def __init__(self, model: nn.Module, modules: dict[str, nn.Module], reading: str, sink: Sink) -> None:
+    def __init__(self, model: nn.Module, modules: dict[str, nn.Module], reading: str, sink: Sink, *,
+                 pooling: str = "space", classwise: bool = True) -> None:
         if reading not in READINGS:
             raise ConfigError(f"reading={reading!r}; valid: {', '.join(READINGS)}")
+        if pooling not in POOLINGS:
+            raise ConfigError(f"pooling={pooling!r}; valid: {', '.join(POOLINGS)}")
         self.model, self.modules, self.reading, self.sink = model, modules, reading, sink
+        self.pooling, self.classwise = pooling, classwise
         self.trail: list[tuple[str, Tensor]] = []  # (module name, pooled output) of the current batch
         self.labels = torch.empty(0, dtype=torch.long)  # labels of the current batch (set by _run)
         self.handles: list = []
@@ -151,24 +177,35 @@ class _Hooks:
     def _start(self, model: nn.Module, inputs: tuple) -> None:
         x = inputs[0]
         self.batch = x.shape[0]
-        self.trail = [("<input>", x.mean((2, 3)) if x.ndim == 4 else x.reshape(self.batch, -1))]
+        if self.pooling == "position" and x.ndim == 4:
+            self.trail = [("<input>", x)]  # maps kept for the current batch only
+        else:
+            self.trail = [("<input>", x.mean((2, 3)) if x.ndim == 4 else x.reshape(self.batch, -1))]
 
     def _parent(self, name: str, m: nn.Module) -> Tensor:
         width = m.weight.shape[1] * getattr(m, "groups", 1)
-        for _, out in reversed(self.trail):  # exact width first, then a flatten (Linear only)
+        trail = [(n, _space_mean(t)) for n, t in self.trail] if isinstance(m, nn.Linear) else self.trail
+        for _, out in reversed(trail):  # exact width first, then a flatten (Linear only)
             if out.shape[1] == width:
                 return out
-        for _, out in reversed(self.trail):
+        for _, out in reversed(trail):
             if isinstance(m, nn.Linear) and width % out.shape[1] == 0:
                 return out.repeat_interleave(width // out.shape[1], dim=1)
         raise ConfigError(f"reading='parent': no parent layer of {name!r} has output width {width}; use reading='input'")
 
     def _make_hook(self, name: str):
         def hook(m: nn.Module, inputs: tuple, output: Tensor) -> None:
-            y = _pool(output, m, self.batch)  # (B, O)
-            x = _pool(inputs[0], m, self.batch) if self.reading == "input" else self._parent(name, m)  # (B, I)
-            self.trail.append((name, y))
-            self.sink(name, x, y, self.labels)
+            labels = self.labels if self.classwise else torch.zeros_like(self.labels)
+            if self.pooling == "position" and isinstance(m, nn.Conv2d):
+                x = inputs[0] if self.reading == "input" else self._parent(name, m)  # (B, I, H, W)
+                x, y = _positions(x, output), _positions(output, output)         # (B*P, I), (B*P, O)
+                self.trail.append((name, output))
+                labels = labels.repeat_interleave(output.shape[2] * output.shape[3])
+            else:
+                y = _pool(output, m, self.batch)  # (B, O)
+                x = _pool(inputs[0], m, self.batch) if self.reading == "input" else self._parent(name, m)  # (B, I)
+                self.trail.append((name, output if self.pooling == "position" and output.ndim == 4 else y))
+            self.sink(name, x, y, labels)
 
         return hook
 
@@ -186,14 +223,19 @@ def _run(model: nn.Module, data: ArrayDataset, batch_size: int, hooks: _Hooks) -
 
 
 def compute_connectivity(model: nn.Module, data: ArrayDataset, *, reading: str = "input", batch_size: int = 256,
-                         skip_unsupported: bool = False) -> dict[str, Tensor]:
+                         skip_unsupported: bool = False, pooling: str = "space", classwise: bool = True,
+                         full: bool = False) -> dict[str, Tensor]:
     """The ghost network: {weight name: conn shaped like the module's connection graph (out, in / groups)}.
 
     One forward pass over `data` (use a class-balanced calibration set, clean or shifted).
+    Args:
+        pooling: "space" (conv maps averaged over space) or "position" (every output position a sample).
+        classwise: True averages |within-class correlation| over classes; False pools all samples.
+        full: return the full (out, in) matrix also for grouped convs (channel importance reads columns).
     """
     modules = prunable_modules(model, skip_unsupported=skip_unsupported)
-    num_classes = data.num_classes
-    check_classes(data.labels, num_classes)
+    check_classes(data.labels, data.num_classes)
+    num_classes = data.num_classes if classwise else 1
     moments: dict[str, Moments] = {}
 
     def sink(name: str, x: Tensor, y: Tensor, labels: Tensor) -> None:
@@ -201,19 +243,22 @@ def compute_connectivity(model: nn.Module, data: ArrayDataset, *, reading: str =
             moments[name] = Moments.zeros(num_classes, y.shape[1], x.shape[1])
         moments[name].update(x, y, labels)
 
-    _run(model, data, batch_size, _Hooks(model, modules, reading, sink))
+    _run(model, data, batch_size, _Hooks(model, modules, reading, sink, pooling=pooling, classwise=classwise))
     out = {}
     for name, m in modules.items():
         if name not in moments:
             raise ConfigError(f"module {name!r} never ran in the calibration forward pass; it cannot be scored")
         conn = connectivity_from_moments(moments[name], name=name).float()
-        out[f"{name}.weight"] = _gather_groups(conn, m.weight, getattr(m, "groups", 1))
+        out[f"{name}.weight"] = conn if full else _gather_groups(conn, m.weight, getattr(m, "groups", 1))
     return out
 
 
-def pooled_activations(model: nn.Module, data: ArrayDataset, *, reading: str = "input",
-                       batch_size: int = 256) -> dict[str, tuple[Tensor, Tensor]]:
-    """All (x (N, I), y (N, O)) per module, stored: for the reference check and benchmarks only."""
+def pooled_activations(model: nn.Module, data: ArrayDataset, *, reading: str = "input", batch_size: int = 256,
+                       pooling: str = "space") -> dict[str, tuple[Tensor, Tensor]]:
+    """All (x (N, I), y (N, O)) per module, stored: for the reference check and benchmarks only.
+
+    With pooling="position" a conv's rows are (image, position) samples: N = images x output positions.
+    """
     modules = prunable_modules(model)
     store: dict[str, tuple[list, list]] = {}
 
@@ -222,7 +267,7 @@ def pooled_activations(model: nn.Module, data: ArrayDataset, *, reading: str = "
         xs.append(x)
         ys.append(y)
 
-    _run(model, data, batch_size, _Hooks(model, modules, reading, sink))
+    _run(model, data, batch_size, _Hooks(model, modules, reading, sink, pooling=pooling))
     return {f"{n}.weight": (torch.cat(xs), torch.cat(ys)) for n, (xs, ys) in store.items()}
 
 

@@ -21,12 +21,14 @@ from torch import Tensor, nn
 from ..data.base import ArrayDataset
 from ..errors import ConfigError
 from .base import Criterion, PruneConfig, Scores, prunable_weights, register_criterion
-from .connectivity import READINGS, calibration_subset, compute_connectivity
+from .connectivity import POOLINGS, READINGS, calibration_subset, compute_connectivity
 
 
 @dataclass(frozen=True)
 class GCNetConfig(PruneConfig):
     reading: str = "input"          # "input": child input vs child output; "parent": the lab's parent output
+    pooling: str = "space"          # "space": conv maps averaged over space; "position": every position a sample
+    classwise: bool = True          # False: one correlation over all samples (keeps between-class signal)
     hybrid_split: int = 0           # first k prunable layers by |W| (0 = pure GC-Net)
     combine: bool = False           # score |W| × conn instead of conn
     inverse: bool = False           # control: rank by -conn (prune the most connected first)
@@ -37,6 +39,8 @@ class GCNetConfig(PruneConfig):
         super().__post_init__()
         if self.reading not in READINGS:
             raise ConfigError(f"reading={self.reading!r}; valid: {', '.join(READINGS)}")
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"pooling={self.pooling!r}; valid: {', '.join(POOLINGS)}")
         if self.hybrid_split < 0:
             raise ConfigError(f"hybrid_split={self.hybrid_split} must be >= 0")
         if self.calib_per_class is not None and self.calib_per_class < 2:
@@ -47,7 +51,7 @@ def ghost_network(model: nn.Module, data: ArrayDataset, cfg: GCNetConfig = GCNet
     """{weight name: conn (out, in / groups)} from one pass over a class-balanced calibration subset."""
     calib = calibration_subset(data, cfg.calib_per_class, seed=cfg.seed)
     return compute_connectivity(model, calib, reading=cfg.reading, batch_size=cfg.batch_size,
-                                skip_unsupported=cfg.skip_unsupported)
+                                skip_unsupported=cfg.skip_unsupported, pooling=cfg.pooling, classwise=cfg.classwise)
 
 
 @register_criterion("gcnet")

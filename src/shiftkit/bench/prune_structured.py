@@ -1,0 +1,250 @@
+"""Structural pruning under shift: channels removed (Torch-Pruning) at a FLOP speedup, every importance
+fine-tuned alike, accuracy clean / shifted (with and without AdaBN), parameters, MACs and file size.
+
+Reuses `bench prune` for everything but the pruning: its dense nets (cached per seed), its data (clean
+test set, DriftFMNIST drift bins and corruptions built from held-out test images, calibration images)
+and its accuracy function. Per run: prune the dense net to `speedup` (importances re-estimated each step)
+-> re-estimate BN on the calibration images (the finding of `bench prune-bn`) -> fine-tune
+(`ft_train` images x `ft_epochs`, last epoch) -> evaluate. `dense_ft` = the unpruned net, fine-tuned alike.
+
+Resumable: one JSON line per finished (seed, importance, speedup) in
+`benchmarks/results/prune_structured_<tag>_runs.jsonl`. Latency is a separate function (`latency`), to be
+run alone on a quiet machine; `run` never times anything.
+"""
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..checkpoints import save_checkpoint
+from ..data import ArrayDataset
+from ..prune.structured import StructuredConfig, count_macs_params, prune_structured, save_structured
+from ..prune.pipeline import evaluate_under_shift
+from ..train import TrainConfig, fit
+from . import _results
+from .prune import BenchConfig, _accuracy, _data, dense_model
+
+__all__ = ["StructuredBenchConfig", "IMPORTANCE_ARMS", "run_one", "run", "summarize", "markdown", "latency",
+           "DENSE", "main", "main_latency"]
+
+IMPORTANCE_ARMS = ("gcnet", "gcnet_hybrid", "l1", "l2", "taylor", "lamp", "random")
+DENSE = "dense_ft"  # the unpruned net through the same fine-tuning
+
+
+@dataclass(frozen=True)
+class StructuredBenchConfig:
+    base: BenchConfig = field(default_factory=lambda: BenchConfig(model="resnet20"))  # model, data, seeds, budget
+    importances: tuple[str, ...] = IMPORTANCE_ARMS
+    speedups: tuple[float, ...] = (1.5, 2.0, 3.0)
+    step: float = 0.01            # channel-ratio increment per pruning step (MACs overshoot of a few %)
+
+    @property
+    def tag(self) -> str:
+        return self.base.tag
+
+    def tasks(self) -> list[tuple[int, str, float]]:
+        """(seed, importance, speedup), whole seeds first so a cut-short run still has paired comparisons."""
+        return [(seed, DENSE, 1.0) for seed in self.base.seeds] + [
+            (seed, imp, s) for s in self.speedups for seed in self.base.seeds for imp in self.importances]
+
+
+def _file_ratio(pruned: nn.Module, dense: nn.Module) -> tuple[int, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        save_structured(Path(tmp) / "p.safetensors", pruned)
+        save_checkpoint(Path(tmp) / "d.safetensors", dense)
+        return (Path(tmp) / "p.safetensors").stat().st_size, (Path(tmp) / "d.safetensors").stat().st_size
+
+
+def run_one(cfg: StructuredBenchConfig, seed: int, importance: str, speedup: float) -> dict:
+    """Prune one dense net to `speedup` with one importance, recalibrate BN, fine-tune, evaluate."""
+    base, data = cfg.base, _data(cfg.base)
+    dense = dense_model(base, seed)
+    t0 = time.perf_counter()
+    out = {"model": base.model, "tag": cfg.tag, "seed": seed, "importance": importance, "speedup_target": speedup}
+    if importance == DENSE:
+        net = dense
+        macs = count_macs_params(net, ArrayDataset.to_float(data.test.images[:1]))
+        out.update(speedup=1.0, macs_ratio=1.0, params_ratio=1.0, file_ratio=1.0, steps=0, macs=macs[0], params=macs[1])
+    else:
+        res = prune_structured(dense, data.calib["clean"], StructuredConfig(
+            importance=importance, speedup=speedup, step=cfg.step, seed=seed, bn_recalibrate=True))
+        net = res.model
+        size, dense_size = _file_ratio(net, dense)
+        out.update(speedup=res.speedup, macs_ratio=res.macs_after / res.macs_before,
+                   params_ratio=res.params_after / res.params_before, file_ratio=size / dense_size, steps=res.steps,
+                   macs=res.macs_after, params=res.params_after, file_bytes=size, widths=res.layer_widths)
+    out["prune_seconds"] = time.perf_counter() - t0
+    out["clean_before_ft"] = _accuracy(net, data.subset(data.test, 1000, 0))
+    fit(net, data.subset(data.train, base.ft_train, 100 + seed), None,
+        TrainConfig(epochs=base.ft_epochs, seed=seed, select="last", progress=False))
+    out["clean"] = _accuracy(net, data.test)
+    out["shift"] = evaluate_under_shift(net, data.shift, accuracy=_accuracy)
+    out["shift_adabn"] = evaluate_under_shift(net, data.shift, adabn=True, accuracy=_accuracy)  # BN re-estimated on each shifted set's own images
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _key(r: dict) -> tuple:
+    return r["seed"], r["importance"], round(r["speedup_target"], 4)
+
+
+def run(cfg: StructuredBenchConfig, jsonl: str | Path, *, progress=print) -> list[dict]:
+    """Every missing (seed, importance, speedup) of `cfg`, appended to `jsonl` (resumable); returns all records."""
+    jsonl = Path(jsonl)
+    jsonl.parent.mkdir(parents=True, exist_ok=True)
+    records = [r for r in _results.read_jsonl(jsonl) if r.get("tag") == cfg.tag]
+    done = {_key(r) for r in records}
+    todo = [t for t in cfg.tasks() if (t[0], t[1], round(t[2], 4)) not in done]
+    progress(f"{len(done)} runs cached, {len(todo)} to go")
+    for n, (seed, imp, s) in enumerate(todo, 1):
+        rec = run_one(cfg, seed, imp, s)
+        _results.append_jsonl(jsonl, rec)
+        records.append(rec)
+        progress(f"[{n}/{len(todo)}] {imp} {rec['speedup']:.2f}x seed={seed}: clean {rec['clean']:.3f} "
+                 f"shift {statistics.fmean(rec['shift'].values()):.3f} "
+                 f"adabn {statistics.fmean(rec['shift_adabn'].values()):.3f} ({rec['seconds']:.0f}s)")
+    return records
+
+
+def _mean_shift(r: dict, adabn: bool) -> float:
+    return statistics.fmean((r["shift_adabn"] if adabn else r["shift"]).values())
+
+
+def summarize(records: list[dict]) -> list[dict]:
+    """One row per (speedup, importance): mean ± std over seeds, and the paired difference of every arm
+    to the best baseline (highest mean shifted accuracy among the non-GC-Net arms) at that speedup."""
+    rows = []
+    for s in sorted({r["speedup_target"] for r in records}):
+        at = [r for r in records if r["speedup_target"] == s]
+        arms = list(dict.fromkeys(r["importance"] for r in at))
+        by = {a: {r["seed"]: r for r in at if r["importance"] == a} for a in arms}
+        means = {a: statistics.fmean(_mean_shift(r, False) for r in by[a].values()) for a in arms}
+        baselines = [a for a in arms if not a.startswith("gcnet") and a != DENSE]
+        best = max(baselines, key=means.get) if baselines else None
+        for a in arms:
+            rs = list(by[a].values())
+            row = {"speedup_target": s, "importance": a, "seeds": len(rs), "best_baseline": best}
+            for key, get in (("clean", lambda r: r["clean"]), ("shift", lambda r: _mean_shift(r, False)),
+                             ("shift_adabn", lambda r: _mean_shift(r, True)), ("macs_ratio", lambda r: r["macs_ratio"]),
+                             ("params_ratio", lambda r: r["params_ratio"]), ("file_ratio", lambda r: r["file_ratio"])):
+                v = [get(r) for r in rs]
+                row[key] = (statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
+            if best and a != best:
+                for key, adabn in (("shift", False), ("shift_adabn", True)):
+                    seeds = sorted(set(by[a]) & set(by[best]))
+                    d = [100 * (_mean_shift(by[a][k], adabn) - _mean_shift(by[best][k], adabn)) for k in seeds]
+                    row[f"d_{key}_vs_best"] = _results.paired_interval(d) if d else None
+            rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict], cfg: StructuredBenchConfig, command: str) -> str:
+    b = cfg.base
+    lines = [f"### Structural (channel) pruning under shift: {cfg.tag}", "", f"Command: `{command}`", "",
+             f"Dense {cfg.tag} from `bench prune` (clean Fashion-MNIST, {b.dense_train} images x {b.dense_epochs} epochs), "
+             f"pruned by Torch-Pruning to each FLOP speedup (channels removed; importance re-estimated every "
+             f"{cfg.step} of channel ratio; first layer and classifier kept), BN re-estimated on calibration images, "
+             f"fine-tuned {b.ft_epochs} epochs on {b.ft_train} images (last epoch). Clean = the 10k test set; "
+             "shift = mean of the drift bins and corruptions of `bench prune`; +AdaBN = BN re-estimated on each shifted "
+             "set's images. Δ = paired difference to the best non-GC-Net importance (by shift), points [95% CI].", "",
+             "| speedup | importance | seeds | clean % | shift % | shift+AdaBN % | MACs | params | file | "
+             "Δshift | ΔAdaBN |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    pm = lambda v, k=100: f"{k * v[0]:.1f} ± {k * v[1]:.1f}"  # noqa: E731
+    for r in rows:
+        ds = [r.get(f"d_{k}_vs_best") for k in ("shift", "shift_adabn")]
+        cells = ["best" if r["importance"] == r["best_baseline"] else
+                 ("" if d is None else f"{d[0]:+.1f} [{d[1]:+.1f}, {d[2]:+.1f}]") for d in ds]
+        lines.append(f"| {r['speedup_target']}x | {r['importance']} | {r['seeds']} | {pm(r['clean'])} | "
+                     f"{pm(r['shift'])} | {pm(r['shift_adabn'])} | {r['macs_ratio'][0]:.2f} | {r['params_ratio'][0]:.2f} | "
+                     f"{r['file_ratio'][0]:.2f} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+def config_dict(cfg: StructuredBenchConfig) -> dict:
+    return asdict(cfg)
+
+
+def latency(models: dict[str, nn.Module], example: torch.Tensor, *, batches: tuple[int, ...] = (1, 64),
+            threads: tuple[int, ...] = (1, 2), repeats: int = 30, warmup: int = 3, reference: str = "dense") -> list[dict]:
+    """CPU forward latency: per (threads, batch), every model timed in turn (interleaved, so drifts in machine
+    load hit all alike), the median of `repeats`, and its ratio to `models[reference]` from the same run.
+
+    Run it alone on a quiet machine; `example` is one input (1, C, H, W), repeated to each batch size.
+    """
+    saved = torch.get_num_threads()
+    rows = []
+    try:
+        for th in threads:
+            torch.set_num_threads(th)
+            for bs in batches:
+                x = example.expand(bs, *example.shape[1:]).contiguous()
+                times: dict[str, list[float]] = {k: [] for k in models}
+                with torch.inference_mode():
+                    for m in models.values():
+                        m.eval()
+                        for _ in range(warmup):
+                            m(x)
+                    for _ in range(repeats):
+                        for k, m in models.items():
+                            t = time.perf_counter()
+                            m(x)
+                            times[k].append(time.perf_counter() - t)
+                med = {k: statistics.median(v) for k, v in times.items()}
+                for k in models:
+                    rows.append({"model": k, "threads": th, "batch": bs, "median_s": med[k],
+                                 "ratio_to_reference": med[k] / med[reference]})
+    finally:
+        torch.set_num_threads(saved)
+    return rows
+
+
+def main(*, model: str = "resnet20", width: float | None = None, seeds: tuple[int, ...] = (0, 1, 2),
+         speedups: tuple[float, ...] = (1.5, 2.0, 3.0), importances: tuple[str, ...] = IMPORTANCE_ARMS,
+         ft_train: int = 3000, ft_epochs: int = 2, step: float = 0.01, results: str | Path = "benchmarks/results",
+         runs_dir: str = "runs/bench_prune", command: str | None = None, report_only: bool = False,
+         base_options: dict | None = None, progress=print) -> str:
+    """`shiftkit bench prune-structured`: run (resumable), summarize, write
+    `<results>/prune_structured_<tag>.json` and the RESULTS.md section; returns the markdown table.
+
+    Dense nets are shared with `shiftkit bench prune` (same `runs_dir`, model, seeds and data defaults).
+    """
+    from ..prune.channel_importance import IMPORTANCES
+
+    for imp in importances:
+        IMPORTANCES.get(imp)  # unknown names -> ConfigError listing the valid ones, before any work
+    base = BenchConfig(model=model, model_kwargs=(("width", width),) if width is not None else (), seeds=tuple(seeds),
+                       ft_train=ft_train, ft_epochs=ft_epochs, runs_dir=runs_dir, **(base_options or {}))
+    cfg = StructuredBenchConfig(base=base, importances=tuple(importances), speedups=tuple(speedups), step=step)
+    results = Path(results)
+    jsonl = results / f"prune_structured_{cfg.tag}_runs.jsonl"
+    records = ([r for r in _results.read_jsonl(jsonl) if r.get("tag") == cfg.tag] if report_only
+               else run(cfg, jsonl, progress=progress))
+    rows = summarize(records)
+    md = markdown(rows, cfg, command or _results.command_line())
+    _results.write_result(results / f"prune_structured_{cfg.tag}.json",
+                          {"config": config_dict(cfg), "rows": rows, "markdown": md})
+    _results.update_section(f"prune_structured_{cfg.tag}", md)
+    return md
+
+
+def main_latency(*, model: str = "resnet20", width: float | None = None, seed: int = 0, speedup: float = 2.0,
+                 importance: str = "l2", repeats: int = 30, results: str | Path = "benchmarks/results",
+                 runs_dir: str = "runs/bench_prune") -> list[dict]:
+    """`shiftkit bench prune-structured --latency`: the cached dense net of `seed` vs its pruned copy at `speedup`,
+    batch 1 and 64, 1 and 2 threads; writes `<results>/prune_structured_latency_<tag>.json`. Run it alone."""
+    base = BenchConfig(model=model, model_kwargs=(("width", width),) if width is not None else (), seeds=(seed,),
+                       runs_dir=runs_dir)
+    data = _data(base)
+    dense = dense_model(base, seed).eval()
+    res = prune_structured(dense, data.calib["clean"], StructuredConfig(importance=importance, speedup=speedup, seed=seed))
+    rows = latency({"dense": dense, "pruned": res.model}, ArrayDataset.to_float(data.test.images[:1]), repeats=repeats)
+    _results.write_result(Path(results) / f"prune_structured_latency_{base.tag}.json",
+                          {"model": base.tag, "speedup": res.speedup, "importance": importance, "seed": seed,
+                           "macs_ratio": res.macs_after / res.macs_before, "rows": rows})
+    return rows

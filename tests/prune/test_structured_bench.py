@@ -1,0 +1,67 @@
+"""The structured-pruning benchmark end to end on a tiny registered dataset; the latency function on tiny nets
+(it runs, interleaves and reports ratios; no timing is asserted)."""
+from __future__ import annotations
+
+import torch
+from prune_fixtures import make_data
+
+from shiftkit import models
+from shiftkit.bench import prune_structured as ps
+from shiftkit.bench.prune import BenchConfig
+from shiftkit.data import DATASETS, Domain, register_dataset
+from shiftkit.prune.structured import StructuredConfig, prune_structured
+
+NAME = "structured_bench_tiny"
+if NAME not in DATASETS:
+    @register_dataset(NAME)
+    def _tiny(root=None, *, seed: int = 0) -> list[Domain]:
+        return [Domain("clean", make_data(160, classes=10, shape=(1, 16, 16)),
+                       make_data(40, classes=10, shape=(1, 16, 16), seed=1), make_data(60, classes=10, shape=(1, 16, 16), seed=2))]
+
+
+def test_bench_runs_resumes_and_summarizes(tmp_path):
+    base = BenchConfig(model="small_cnn", seeds=(0, 1), dense_train=80, dense_epochs=1, ft_train=40, ft_epochs=1,
+                       n_shift=20, calib_per_class=3, dataset=NAME, runs_dir=str(tmp_path / "runs"),
+                       corruptions=("contrast",), severities=(3,), drift_bins=(7,))
+    cfg = ps.StructuredBenchConfig(base=base, importances=("gcnet", "l2", "random"), speedups=(2.0,), step=0.05)
+    jsonl = tmp_path / "results" / "runs.jsonl"
+    records = ps.run(cfg, jsonl, progress=lambda m: None)
+    assert len(records) == len(cfg.tasks()) == 2 * 4
+    pruned = [r for r in records if r["importance"] != ps.DENSE]
+    assert all(r["speedup"] >= 2.0 and r["macs_ratio"] <= 0.5 and r["params_ratio"] < 1 and r["file_ratio"] < 1
+               for r in pruned)
+    assert all(set(r["shift"]) == set(r["shift_adabn"]) == {"drift_bin7", "contrast@3"} for r in records)
+    assert len(ps.run(cfg, jsonl, progress=lambda m: None)) == len(records)  # resumed: all cached
+    rows = ps.summarize(records)
+    gc = next(r for r in rows if r["importance"] == "gcnet")
+    assert gc["seeds"] == 2 and gc["best_baseline"] in ("l2", "random") and len(gc["d_shift_vs_best"]) == 3
+    md = ps.markdown(rows, cfg, "shiftkit bench prune-structured ...")
+    assert "| 2.0x | gcnet | 2 |" in md
+
+
+def test_main_writes_json_and_the_results_section(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    opts = dict(dense_train=80, dense_epochs=1, n_shift=20, calib_per_class=3, dataset=NAME, drift_bins=(7,),
+                corruptions=("contrast",), severities=(3,))
+    kw = dict(model="small_cnn", seeds=(0,), speedups=(1.5,), importances=("l1",), ft_train=40, ft_epochs=1, step=0.05,
+              results="res", runs_dir="runs", base_options=opts, command="shiftkit bench prune-structured")
+    md = ps.main(**kw, progress=str)
+    assert "| 1.5x | l1 | 1 |" in md
+    assert (tmp_path / "res" / "prune_structured_small_cnn.json").is_file()
+    assert "<!-- prune_structured_small_cnn:begin -->" in (tmp_path / "benchmarks" / "RESULTS.md").read_text()
+    again = ps.main(**kw, report_only=True)
+    assert again == md
+
+
+def test_latency_interleaves_and_reports_ratios_to_the_dense_model():
+    torch.manual_seed(0)
+    dense = models.create("small_cnn", num_classes=4, in_chans=1).eval()
+    data = make_data(40, classes=4, shape=(1, 16, 16))
+    pruned = prune_structured(dense, data, StructuredConfig(speedup=2.0, step=0.05)).model
+    torch.set_num_threads(1)
+    rows = ps.latency({"dense": dense, "pruned": pruned}, data.images[:1].float(), batches=(1, 4), threads=(2,),
+                      repeats=2, warmup=1)
+    assert {(r["model"], r["batch"], r["threads"]) for r in rows} == {(m, b, 2) for m in ("dense", "pruned") for b in (1, 4)}
+    assert all(r["median_s"] > 0 for r in rows)
+    assert all(r["ratio_to_reference"] == 1.0 for r in rows if r["model"] == "dense")
+    assert torch.get_num_threads() == 1  # the caller's thread count is restored
