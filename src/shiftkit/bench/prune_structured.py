@@ -27,6 +27,7 @@ from ..data import ArrayDataset
 from ..prune.structured import StructuredConfig, count_macs_params, prune_structured, save_structured
 from ..prune.pipeline import evaluate_under_shift
 from ..train import TrainConfig, fit
+from ..stats import paired_interval
 from . import _results
 from .prune import BenchConfig, _accuracy, _data, dense_model
 
@@ -139,7 +140,7 @@ def summarize(records: list[dict]) -> list[dict]:
                 for key, adabn in (("shift", False), ("shift_adabn", True)):
                     seeds = sorted(set(by[a]) & set(by[best]))
                     d = [100 * (_mean_shift(by[a][k], adabn) - _mean_shift(by[best][k], adabn)) for k in seeds]
-                    row[f"d_{key}_vs_best"] = _results.paired_interval(d) if d else None
+                    row[f"d_{key}_vs_best"] = paired_interval(d) if d else None
             rows.append(row)
     return rows
 
