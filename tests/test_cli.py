@@ -44,3 +44,20 @@ def test_models_and_data_commands(fmnist_root, capsys, monkeypatch):
 def test_console_script_help_shows_an_example():
     out = subprocess.run([sys.executable, "-m", "shiftkit", "train", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "Example: shiftkit train" in out.stdout
+
+
+def test_threads_default_is_one_and_applies_before_torch_is_imported():
+    """--threads 1 by default (measured the fast choice on a busy machine); set without importing torch."""
+    import subprocess
+    import sys
+
+    probe = ("import importlib, sys; app = importlib.import_module('shiftkit.cli.app'); "
+             "app._root(threads=1, version=False); "
+             "assert 'torch' not in sys.modules; import torch; print(torch.get_num_threads())")
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip() == "1"
+    from typer.testing import CliRunner
+
+    from shiftkit.cli import app
+    assert "[default: 1]" in CliRunner().invoke(app, ["--help"]).output

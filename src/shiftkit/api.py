@@ -23,13 +23,26 @@ from .data.base import ArrayDataset
 from .data.domains import Domain
 from .errors import ConfigError
 
-__all__ = ["prune", "merge", "evaluate_under_shift", "shift_sets"]
+__all__ = ["load_model", "prune", "merge", "evaluate_under_shift", "shift_sets"]
 
 Data = Union[ArrayDataset, torch.utils.data.Dataset, torch.utils.data.DataLoader]
 
 
 def _data(data: Data | None) -> ArrayDataset | None:
     return None if data is None else ArrayDataset.from_torch(data)
+
+
+def load_model(path: str | os.PathLike) -> nn.Module:
+    """The model of any shiftkit checkpoint: trained, merged, mask-pruned or structurally pruned (its
+    narrower widths rebuilt from the stored pruning history), weights validated and loaded."""
+    from .checkpoints import load_checkpoint, model_from_checkpoint, read_metadata
+    from .prune.structured import META_KEY, load_structured
+
+    if META_KEY in read_metadata(path):
+        return load_structured(path)
+    net = model_from_checkpoint(path)
+    load_checkpoint(path, net)
+    return net
 
 
 def prune(model: nn.Module, method: str = "gcnet", sparsity: float = 0.8, calibration: Data | None = None, *,

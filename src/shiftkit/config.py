@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError, suggest
 
@@ -44,7 +44,7 @@ class DataConfig(_Strict):
     seed: int = 0                    # dataset construction (drift draw, splits)
     domain: int = 0                  # train / prune: the domain trained, fine-tuned and called "clean"
     target: int = -1                 # transfer: the target domain (sources = the others); -1 = last
-    few_shot: Optional[int] = None   # cap on the target's labelled train images (transfer)
+    few_shot: Optional[int] = None   # cap on the labelled train images: the target's (transfer), the domain's (prune)
     calib_domain: Optional[int] = None  # prune: domain whose train split calibrates (default: domain)
     options: dict[str, Any] = Field(default_factory=dict)  # the reader's options, e.g. image_folder {size: 64, channels: 1}
 
@@ -107,8 +107,24 @@ class PruneMethod(_Strict):
     bn_recalibrate: bool = False            # re-estimate BN statistics on the calibration data after pruning
     checkpoint: Optional[str] = None        # dense model to prune; None: train one first for dense_epochs
     dense_epochs: int = Field(5, ge=0)      # only without a checkpoint
+    structured: bool = False                # remove whole channels (torch-pruning): a smaller, faster model;
+                                            # then `name` is a channel importance (gcnet, gcnet_hybrid, l1, l2, taylor, lamp, random)
+    speedup: Optional[float] = Field(None, gt=1)  # structured: FLOP reduction to reach (MACs dense / MACs pruned)
+    channel_sparsity: Optional[float] = Field(None, gt=0, lt=1)  # structured: or a fraction of channels removed
 
-    _known = _registered("prune", "PRUNE")
+    @model_validator(mode="after")
+    def _known(self) -> "PruneMethod":
+        """`name` is a criterion (masks) or, with structured, a channel importance; both lazily checked."""
+        if not self.structured:
+            if self.speedup is not None or self.channel_sparsity is not None:
+                raise ValueError("speedup / channel_sparsity need structured: true (--structured)")
+            importlib.import_module("shiftkit.prune").PRUNE.get(self.name)
+            return self
+        importlib.import_module("shiftkit.prune.channel_importance").IMPORTANCES.get(self.name)
+        if (self.speedup is None) == (self.channel_sparsity is None):
+            raise ValueError("structured pruning needs exactly one of speedup (--speedup) and channel_sparsity "
+                             "(--channel-sparsity)")
+        return self
 
 
 Method = Annotated[Union[TrainMethod, TransferMethod, PruneMethod], Field(discriminator="kind")]
@@ -124,6 +140,16 @@ class Experiment(_Strict):
     out: str = "runs/experiment"  # result.json, logs and (by default) model.safetensors go here
     save: Optional[str] = None    # the model checkpoint's path; None: <out>/model.safetensors
     grid: dict[str, list[Any]] = Field(default_factory=dict)  # `shiftkit sweep`: {dotted key: values}
+    pipeline: list[Method] = Field(default_factory=list)  # steps run in order instead of `method`, each on the
+    # previous step's model (e.g. a transfer, then a structured prune of its result); results per step + the last
+
+    @model_validator(mode="after")
+    def _pipeline(self) -> "Experiment":
+        for i, step in enumerate(self.pipeline[1:], 1):
+            if not isinstance(step, PruneMethod) or step.checkpoint:
+                raise ValueError(f"pipeline[{i}]: a later step must be a prune step without a checkpoint "
+                                 "(it prunes the previous step's model)")
+        return self
 
     def dump(self) -> dict:
         return self.model_dump(mode="json")
@@ -139,6 +165,10 @@ def _options_class(method: TransferMethod | PruneMethod) -> type:
         from . import transfer
 
         return transfer.config_class(method.name)
+    if method.structured:
+        from .prune.structured import StructuredConfig
+
+        return StructuredConfig
     from . import prune
 
     return prune.PRUNE.get(method.name).config_cls
@@ -153,8 +183,10 @@ def method_options(method: TransferMethod | PruneMethod) -> dict[str, Any]:
         hint = suggest(unknown[0], valid)
         near = f" (did you mean {hint!r}?)" if hint else ""
         raise ConfigError(f"method.options: unknown option(s) {unknown} for {method.name!r}{near}; valid: {', '.join(valid)}")
+    fixed = ({"importance": method.name, "speedup": method.speedup, "channel_sparsity": method.channel_sparsity}
+             if isinstance(method, PruneMethod) and method.structured else {})  # set by the method's own keys
     try:
-        checked = TypeAdapter(cls).validate_python(dict(method.options))
+        checked = TypeAdapter(cls).validate_python({**method.options, **fixed})
     except ValidationError as e:
         err = e.errors()[0]
         key = ".".join(["method.options", *(str(p) for p in err["loc"])])

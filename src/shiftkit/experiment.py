@@ -92,10 +92,14 @@ def _run_prune(exp: Experiment, domains, out: Path, progress: bool) -> dict:
     from . import prune
     from .train import fit, recalibrate_bn
 
+    from .data import few_shot
+
     m: PruneMethod = exp.method
     d = domains[domain_index(domains, exp.data.domain, "data.domain")]
-    calib_i = exp.data.domain if exp.data.calib_domain is None else exp.data.calib_domain
-    calib = domains[domain_index(domains, calib_i, "data.calib_domain")].train
+    if exp.data.few_shot:  # few labels (e.g. pruning a merged target model): calibrate and fine-tune on those only
+        d = few_shot(d, exp.data.few_shot, seed=exp.seed)
+    calib = d.train if exp.data.calib_domain is None else \
+        domains[domain_index(domains, exp.data.calib_domain, "data.calib_domain")].train
     if m.checkpoint:
         net = _model_from(exp, m.checkpoint)
         load_checkpoint(m.checkpoint, net)
@@ -103,6 +107,8 @@ def _run_prune(exp: Experiment, domains, out: Path, progress: bool) -> dict:
         net = _model(exp, d)
         fit(net, d.train, d.val, _train_config(exp, progress=progress, epochs=m.dense_epochs))
         save_checkpoint(out / "dense.safetensors", net, metadata={"domain": d.name, "dataset": exp.data.name})
+    if m.structured:
+        return _run_prune_structured(exp, net, d, calib, domains, progress)
     opts = method_options(m)
     if "seed" in {f.name for f in dataclasses.fields(prune.PRUNE.get(m.name).config_cls)}:
         opts.setdefault("seed", exp.seed)  # random / sampled criteria draw from the experiment's seed
@@ -121,6 +127,27 @@ def _run_prune(exp: Experiment, domains, out: Path, progress: bool) -> dict:
     return {"domain": d.name, "model": getattr(net, "shiftkit_arch", exp.model.name), "sparsity": m.sparsity, "true_sparsity": report[-1]["sparsity"],
             "layers": [{k: v for k, v in r.items() if k != "shape"} for r in report[:-1]],
             "checkpoint": str(exp.model_path), **_evaluate(exp, net, domains, d)}
+
+
+def _run_prune_structured(exp: Experiment, net, d, calib, domains, progress: bool) -> dict:
+    """Channels physically removed through torch-pruning (smaller, faster), then the shared fine-tuning."""
+    from .prune.structured import StructuredConfig, prune_structured, save_structured
+    from .train import fit
+
+    m: PruneMethod = exp.method
+    opts = method_options(m)  # StructuredConfig's fields (the classifier's outputs are never removed)
+    cfg = StructuredConfig(importance=m.name, speedup=m.speedup, channel_sparsity=m.channel_sparsity,
+                           bn_recalibrate=m.bn_recalibrate, seed=exp.seed, **opts)
+    res = prune_structured(net, calib, cfg)
+    fit(res.model, d.train, d.val, _train_config(exp, progress=progress))
+    meta = {"method": m.name, "dataset": exp.data.name, "domain": d.name, "speedup": f"{res.speedup:.4f}",
+            "structured_config": json.dumps(dataclasses.asdict(cfg), default=str)}
+    if m.checkpoint:
+        meta["pruned_from"] = str(m.checkpoint)
+    save_structured(exp.model_path, res.model, metadata=meta)
+    return {"domain": d.name, "model": getattr(res.model, "shiftkit_arch", exp.model.name), "structured": True,
+            "speedup": res.speedup, "macs": [res.macs_before, res.macs_after], "params": [res.params_before, res.params_after],
+            "widths": res.layer_widths, "checkpoint": str(exp.model_path), **_evaluate(exp, res.model, domains, d)}
 
 
 def zoo_path(exp: Experiment) -> Path:
@@ -237,6 +264,8 @@ _RECIPES: dict[str, Callable] = {"train": _run_train, "transfer": _run_transfer,
 def run_experiment(exp: Experiment, *, progress: bool = True) -> dict:
     """Run one experiment; writes <out>/result.json (config, metrics: the same bytes for the same config)
     and <out>/timing.json (wall-clock seconds); returns the result with its seconds."""
+    if exp.pipeline:
+        return _run_pipeline(exp, progress=progress)
     out = Path(exp.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "experiment.json", exp.dump())
@@ -247,6 +276,31 @@ def run_experiment(exp: Experiment, *, progress: bool = True) -> dict:
     body = _RECIPES[kind](exp, domains, out, progress)
     result = {"kind": kind, "method": getattr(exp.method, "name", "train"), "model": exp.model.name,
               "dataset": exp.data.name, "seed": exp.seed, **body, "experiment": exp.dump()}
+    seconds = time.perf_counter() - t0
+    atomic_write_json(out / "result.json", result)
+    atomic_write_json(out / "timing.json", {"seconds": seconds})
+    return {**result, "seconds": seconds}
+
+
+def _run_pipeline(exp: Experiment, *, progress: bool) -> dict:
+    """Each step is an experiment of its own in <out>/<i>_<kind>, the later ones pruning the previous step's
+    model; <out>/result.json holds every step's result (the last one is the pipeline's model)."""
+    out = Path(exp.out)
+    steps, model_path, t0 = [], None, time.perf_counter()
+    for i, method in enumerate(exp.pipeline):
+        if model_path is not None:
+            method = method.model_copy(update={"checkpoint": str(model_path)})
+        data = exp.data if i == 0 else exp.data.model_copy(update={"domain": exp.data.target})  # the target again
+        step = exp.model_copy(update={"method": method, "pipeline": [], "data": data, "save": None,
+                                      "out": str(out / f"{i}_{method.kind}")})
+        r = run_experiment(step, progress=progress)
+        if not r.get("checkpoint"):
+            raise ConfigError(f"pipeline[{i}] ({getattr(method, 'name', method.kind)}) leaves no model to pass on")
+        model_path = Path(r["checkpoint"])
+        steps.append({k: v for k, v in r.items() if k != "seconds"})
+    result = {"kind": "pipeline", "steps": steps, "checkpoint": str(model_path), "experiment": exp.dump(),
+              **{k: steps[-1][k] for k in ("test", "domains", "shifted_mean", "corruptions", "corruption_mean")
+                 if k in steps[-1]}}
     seconds = time.perf_counter() - t0
     atomic_write_json(out / "result.json", result)
     atomic_write_json(out / "timing.json", {"seconds": seconds})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from prune_fixtures import make_data
 from typer.testing import CliRunner
 
@@ -79,3 +80,38 @@ def test_prune_defaults_match_the_benchmarks_and_report_shifted_accuracy(dense, 
     layers = prune.sparsity_report(tiny_cnn)[:-1]  # the last row is the total
     assert layers[0]["sparsity"] == 0 and layers[-1]["sparsity"] == 0 and layers[1]["sparsity"] > 0
     assert "driftfmnist" in CliRunner().invoke(app, ["prune", "--help"]).output
+
+
+def test_structured_prune_from_the_cli_is_smaller_and_evaluates(dense, tmp_path):
+    import json
+
+    from shiftkit.api import load_model
+    from shiftkit.prune.structured import count_macs_params
+
+    out = tmp_path / "s.safetensors"
+    res = CliRunner().invoke(app, ["prune", str(dense), "--structured", "--speedup", "1.5", "--method", "l2",
+                                   "--dataset", NAME, "--finetune-epochs", "1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    record = json.loads(res.output.strip().splitlines()[-1])
+    assert record["speedup"] >= 1.5 and record["params"][1] < record["params"][0]
+    net = load_model(out)  # narrower widths rebuilt from the file alone
+    macs, params = count_macs_params(net, torch.zeros(1, *make_data(2).shape))
+    assert (macs, params) == (record["macs"][1], record["params"][1])
+    assert out.stat().st_size < dense.stat().st_size
+    res = CliRunner().invoke(app, ["eval", str(out), "--dataset", NAME])
+    assert res.exit_code == 0 and "shifted" in res.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--structured"], "exactly one of speedup"),
+    (["--speedup", "2.0"], "need structured"),
+    (["--structured", "--speedup", "0.5"], "greater than 1"),
+    (["--structured", "--speedup", "2", "--method", "synflow"], "channel importance"),
+])
+def test_structured_prune_bad_options_one_line_nothing_written(dense, tmp_path, capsys, args, message):
+    out = tmp_path / "bad.safetensors"
+    with pytest.raises(SystemExit) as e:
+        main(["prune", str(dense), "--dataset", NAME, "--out", str(out), *args])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err and "Traceback" not in err
+    assert not out.exists()

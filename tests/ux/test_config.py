@@ -27,6 +27,11 @@ def test_examples_validate(name):
     assert isinstance(exp, Experiment) and exp.method.kind in name.replace("grasp", "transfer")
 
 
+def test_pipeline_example_validates():
+    exp = load_experiment(REPO / "examples" / "merge_then_prune.yaml")
+    assert [s.kind for s in exp.pipeline] == ["transfer", "prune"] and exp.pipeline[1].structured
+
+
 def test_unknown_key_names_key_file_and_line(tmp_path):
     p = _write(tmp_path, "data:\n  name: driftfmnist\n  sed: 3\nbudget:\n  epochs: 1\n")
     with pytest.raises(ConfigError) as e:

@@ -104,3 +104,26 @@ def test_zoo_batch_size_and_learning_rates_from_flags_and_yaml(ux_env):
     prepare(exp)
     cfg = json.loads((zoo_path(exp) / "zoo.json").read_text())["config"]
     assert (cfg["batch_size"], cfg["source_lr"], cfg["base_lr"]) == (16, 1e-4, 1e-3)
+
+
+def test_pipeline_merges_then_prunes_structurally_on_the_target(ux_env):
+    import json
+
+    from shiftkit.api import load_model
+    from shiftkit.config import parse_experiment
+    from shiftkit.errors import ConfigError
+    from shiftkit.experiment import run_experiment
+
+    raw = {"data": {"target": 7, "few_shot": 30}, "model": {"kwargs": {"width": 8}}, "budget": {"epochs": 1},
+           "pipeline": [{"kind": "transfer", "name": "grasp", "base_epochs": 1, "source_epochs": 1},
+                        {"kind": "prune", "structured": True, "name": "l1", "speedup": 1.3}], "out": "runs/pipe"}
+    r = run_experiment(parse_experiment(raw), progress=False)
+    merged, pruned = r["steps"]
+    assert merged["kind"] == "transfer" and pruned["kind"] == "prune" and pruned["speedup"] >= 1.3
+    assert pruned["experiment"]["method"]["checkpoint"] == merged["checkpoint"]  # the merged model was pruned
+    assert pruned["domain"] == merged["target"]  # fine-tuned on the target's few labels, tested on its test pool
+    assert pruned["test"]["n"] == merged["test"]["n"]
+    assert json.loads(Path("runs/pipe/result.json").read_text())["test"] == pruned["test"]
+    assert load_model(r["checkpoint"]) is not None
+    with pytest.raises(ConfigError, match="pipeline"):
+        parse_experiment({**raw, "pipeline": [raw["pipeline"][0], {"kind": "train"}]})

@@ -6,6 +6,9 @@ transfer, prune, experiments, bench) -> _common.py (console, safe printing, tabl
 """
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from . import bench, data, experiments, prune, train, transfer
@@ -33,9 +36,10 @@ def _root(threads: int = typer.Option(1, help="torch CPU threads. Default 1: on 
                                        help="print the version and exit")):
     """Image classifiers that survive distribution shift: GRASP merging and GC-Net pruning."""
     if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(threads)
+        else:  # torch reads these when a command imports it; --help and usage errors never pay for torch
+            os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
 
 
 def main(argv: list[str] | None = None) -> None:

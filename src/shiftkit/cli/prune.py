@@ -14,8 +14,13 @@ commands = typer.Typer()
 @commands.command("prune")
 def prune_cmd(
     checkpoint: Path = typer.Argument(..., help="dense safetensors checkpoint (shiftkit train)"),
-    method: str = typer.Option("gcnet", help="criterion: gcnet, magnitude, kernel_l1, random, snip, synflow"),
-    sparsity: float = typer.Option(0.9, help="fraction of prunable weights removed, in [0, 1)"),
+    method: str = typer.Option("gcnet", help="criterion: gcnet, magnitude, kernel_l1, random, snip, synflow; with "
+                               "--structured a channel importance: gcnet, gcnet_hybrid, l1, l2, taylor, lamp, random"),
+    sparsity: float = typer.Option(0.9, help="fraction of prunable weights removed, in [0, 1) (masks)"),
+    structured: bool = typer.Option(False, "--structured", help="remove whole channels (torch-pruning): a smaller, "
+                                    "faster model instead of masks; needs --speedup or --channel-sparsity"),
+    speedup: Optional[float] = typer.Option(None, help="structured: FLOP reduction to reach, > 1 (e.g. 2.0)"),
+    channel_sparsity: Optional[float] = typer.Option(None, help="structured: fraction of channels removed, in (0, 1)"),
     scope: str = typer.Option("global", help="global | layerwise threshold"),
     hybrid_split: Optional[int] = typer.Option(None, help="gcnet: magnitude on the first k prunable layers"),
     reading: Optional[str] = typer.Option(None, help="gcnet: input | parent connectivity reading"),
@@ -41,12 +46,19 @@ def prune_cmd(
     test on every domain (results: <out without suffix>/result.json).
 
     Example: shiftkit prune runs/m.safetensors --method gcnet --sparsity 0.9 --hybrid-split 2 --dataset driftfmnist --finetune-epochs 2 --out runs/p.safetensors
+
+    Example (channels removed, 2x fewer FLOPs): shiftkit prune runs/m.safetensors --structured --speedup 2.0 --method l2 --out runs/s.safetensors
     """
     from .. import prune
     from ..experiment import run_experiment
 
     prune.check_fraction(sparsity, "--sparsity")
+    if structured:  # mask-only flags at their defaults do not apply (the classifier always stays whole)
+        keep_last = None if keep_last else keep_last
+        skip_unsupported = None if not skip_unsupported else skip_unsupported
+        max_layer_sparsity = None if max_layer_sparsity == 1.0 else max_layer_sparsity
     exp = from_flags("prune", checkpoint=checkpoint, method=method, sparsity=sparsity, scope=scope,
+                     structured=structured or None, speedup=speedup, channel_sparsity=channel_sparsity,
                      hybrid_split=hybrid_split, reading=reading, combine=combine, inverse=inverse,
                      granularity=granularity, calib_per_class=calib_per_class, keep_first=keep_first,
                      keep_last=keep_last, max_layer_sparsity=max_layer_sparsity, skip_unsupported=skip_unsupported,
@@ -54,6 +66,12 @@ def prune_cmd(
                      bn_recalibrate=bn_recalibrate, finetune_epochs=finetune_epochs, lr=lr, batch_size=batch_size,
                      seed=seed, out=out)
     r = run_experiment(exp)
+    if structured:
+        table([{"layer": k, "out x in channels": f"{o} x {i}"} for k, (o, i) in r["widths"].items()],
+              title=f"{method}: {r['speedup']:.2f}x fewer MACs, {r['params'][1] / r['params'][0]:.2f} of the parameters")
+        json_line({"checkpoint": r["checkpoint"], "speedup": r["speedup"], "macs": r["macs"], "params": r["params"],
+                   "test": r["test"], "shifted_mean": r.get("shifted_mean"), "result": str(Path(exp.out) / "result.json")})
+        return
     table(r["layers"], title=f"{method} @ {sparsity}: true sparsity {r['true_sparsity']:.4f}")
     json_line({"checkpoint": r["checkpoint"], "sparsity": r["true_sparsity"], "test": r["test"],
                "shifted_mean": r.get("shifted_mean"), "result": str(Path(exp.out) / "result.json")})

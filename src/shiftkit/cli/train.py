@@ -37,11 +37,9 @@ def eval_(checkpoint: Path, dataset: str = typer.Option("driftfmnist"), root: Op
 
     Example: shiftkit eval runs/m.safetensors --dataset driftfmnist --adapt-bn
     """
-    from ..api import evaluate_under_shift
-    from ..checkpoints import load_checkpoint, model_from_checkpoint
+    from ..api import evaluate_under_shift, load_model
 
-    net = model_from_checkpoint(checkpoint, default_arch="small_cnn")
-    load_checkpoint(checkpoint, net)
+    net = load_model(checkpoint)
     metrics = evaluate_under_shift(net, dataset, root=root, corruptions=corruptions, adapt_bn=adapt_bn, seed=seed)
     rows = [{"set": name, **{k: v for k, v in m.items() if k != "loss"}} for name, m in metrics.items()]
     table(rows, title=f"{checkpoint}{' (AdaBN per set)' if adapt_bn else ''}")
