@@ -65,3 +65,8 @@ def test_latency_interleaves_and_reports_ratios_to_the_dense_model():
     assert all(r["median_s"] > 0 for r in rows)
     assert all(r["ratio_to_reference"] == 1.0 for r in rows if r["model"] == "dense")
     assert torch.get_num_threads() == 1  # the caller's thread count is restored
+    record = {"model": "small_cnn", "speedup": 2.0, "importance": "l2", "seed": 0, "macs_ratio": 0.5, "params_ratio": 0.6,
+              "command": "shiftkit bench prune-structured --latency", "rows": rows}
+    md = ps.latency_markdown(record)
+    pruned_rows = [r for r in rows if r["model"] == "pruned"]
+    assert md.count("\n| 2 |") == len(pruned_rows) and f"{pruned_rows[0]['ratio_to_reference']:.3f}" in md

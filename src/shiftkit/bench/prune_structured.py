@@ -13,6 +13,7 @@ run alone on a quiet machine; `run` never times anything.
 """
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -236,7 +237,7 @@ def main(*, model: str = "resnet20", width: float | None = None, seeds: tuple[in
 
 def main_latency(*, model: str = "resnet20", width: float | None = None, seed: int = 0, speedup: float = 2.0,
                  importance: str = "l2", repeats: int = 30, results: str | Path = "benchmarks/results",
-                 runs_dir: str = "runs/bench_prune") -> list[dict]:
+                 runs_dir: str = "runs/bench_prune", command: str | None = None) -> list[dict]:
     """`shiftkit bench prune-structured --latency`: the cached dense net of `seed` vs its pruned copy at `speedup`,
     batch 1 and 64, 1 and 2 threads; writes `<results>/prune_structured_latency_<tag>.json`. Run it alone."""
     base = BenchConfig(model=model, model_kwargs=(("width", width),) if width is not None else (), seeds=(seed,),
@@ -245,7 +246,24 @@ def main_latency(*, model: str = "resnet20", width: float | None = None, seed: i
     dense = dense_model(base, seed).eval()
     res = prune_structured(dense, data.calib["clean"], StructuredConfig(importance=importance, speedup=speedup, seed=seed))
     rows = latency({"dense": dense, "pruned": res.model}, ArrayDataset.to_float(data.test.images[:1]), repeats=repeats)
-    _results.write_result(Path(results) / f"prune_structured_latency_{base.tag}.json",
-                          {"model": base.tag, "speedup": res.speedup, "importance": importance, "seed": seed,
-                           "macs_ratio": res.macs_after / res.macs_before, "rows": rows})
+    record = {"model": base.tag, "speedup": res.speedup, "importance": importance, "seed": seed,
+              "macs_ratio": res.macs_after / res.macs_before, "params_ratio": res.params_after / res.params_before,
+              "command": command or _results.command_line(), "threads_available": os.cpu_count(), "rows": rows}
+    _results.write_result(Path(results) / f"prune_structured_latency_{base.tag}.json", record)
+    _results.update_section(f"prune_structured_latency_{base.tag}", latency_markdown(record))
     return rows
+
+
+def latency_markdown(record: dict) -> str:
+    """The RESULTS.md latency section, from the stored JSON alone."""
+    from ..render import markdown_table
+
+    pruned = [r for r in record["rows"] if r["model"] != "dense"]
+    dense = {(r["threads"], r["batch"]): r["median_s"] for r in record["rows"] if r["model"] == "dense"}
+    table = markdown_table(["threads", "batch", "dense ms", "pruned ms", "pruned / dense time"],
+                           [(r["threads"], r["batch"], f"{1e3 * dense[(r['threads'], r['batch'])]:.2f}",
+                             f"{1e3 * r['median_s']:.2f}", f"{r['ratio_to_reference']:.3f}") for r in pruned])
+    return (f"### Structural pruning: CPU latency, {record['model']}\n\nCommand: `{record['command']}`\n\n"
+            f"Dense vs its {record['speedup']:.2f}x FLOP-reduced copy ({record['importance']} importance, seed "
+            f"{record['seed']}; MACs x{record['macs_ratio']:.3f}, params x{record['params_ratio']:.3f}); forward pass "
+            f"in inference mode, median of interleaved runs, measured in one process, one model at a time.\n\n{table}")

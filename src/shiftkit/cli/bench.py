@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ._common import say
+from ._common import say, table
 
 commands = typer.Typer(no_args_is_help=True, help="Benchmarks: write JSON to benchmarks/results/ and update benchmarks/RESULTS.md.")
 
@@ -240,3 +240,36 @@ def bench_transfer_memory(archs: str = typer.Option("resnet20,resnet50"), ks: st
     if not keep:
         shutil.rmtree(folder, ignore_errors=True)
     _write_section(results)
+
+
+@commands.command("prune-structured")
+def bench_prune_structured(
+    model: str = typer.Option("resnet20"), width: Optional[float] = typer.Option(None, help="model width (vgg: 0.25)"),
+    seeds: str = typer.Option("0,1,2"), speedups: str = typer.Option("1.5,2.0,3.0", help="FLOP reductions"),
+    importances: str = typer.Option("", help="comma-separated channel importances (default: all arms)"),
+    ft_train: int = typer.Option(3000), ft_epochs: int = typer.Option(2),
+    latency: bool = typer.Option(False, "--latency", help="instead: CPU latency of dense vs pruned (run it alone)"),
+    speedup: float = typer.Option(2.0, help="--latency: the speedup timed"),
+    importance: str = typer.Option("l2", help="--latency: the importance of the timed pruned net"),
+    report_only: bool = typer.Option(False, help="only rebuild the table from the cached runs"),
+    results: Path = typer.Option(Path("benchmarks/results")),
+):
+    """Structural (channel) pruning under shift: every channel importance at each FLOP speedup, fine-tuned alike;
+    params, MACs and file size; or, with --latency, CPU latency at batch 1 and 64 (1 and 2 threads).
+
+    Reuses the dense nets cached by `shiftkit bench prune` (same model and seeds); resumable.
+    Example: shiftkit bench prune-structured --model resnet20 --seeds 0,1,2 --speedups 2.0
+    """
+    from ..bench import _results
+    from ..bench import prune_structured as bs
+
+    seed_list = tuple(int(s) for s in _floats(seeds, "--seeds"))
+    if latency:
+        rows = bs.main_latency(model=model, width=width, seed=seed_list[0], speedup=speedup, importance=importance,
+                               results=results, command=_results.command_line())
+        table(rows, title=f"{model}: latency of the {speedup}x pruned net relative to the dense one (same run)")
+        return
+    md = bs.main(model=model, width=width, seeds=seed_list, speedups=_floats(speedups, "--speedups"),
+                 importances=tuple(i for i in importances.split(",") if i) or bs.IMPORTANCE_ARMS, ft_train=ft_train,
+                 ft_epochs=ft_epochs, results=results, report_only=report_only, progress=say)
+    say(md)
