@@ -138,7 +138,6 @@ def evaluate_under_shift(model: nn.Module, dataset: str | Sequence[Domain] | dic
         adapt_bn: AdaBN — BN statistics re-estimated on each set's images, on a fresh copy per set
             (statistics never leak across sets; the model is left unchanged).
     """
-    from .train import adapt_bn as adapted, evaluate
+    from .train import evaluate_sets
 
-    return {name: evaluate(adapted(model, ds) if adapt_bn else model, ds)
-            for name, ds in shift_sets(dataset, root=root, corruptions=corruptions, seed=seed).items()}
+    return evaluate_sets(model, shift_sets(dataset, root=root, corruptions=corruptions, seed=seed), adabn=adapt_bn)

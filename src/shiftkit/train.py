@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +18,7 @@ from .errors import ConfigError
 from .metrics import classification_metrics
 from .progress import Progress
 
-__all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "predict_logits", "iterate_batches", "apply_masks",
+__all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "evaluate_sets", "predict_logits", "iterate_batches", "apply_masks",
            "recalibrate_bn", "adapt_bn"]
 
 
@@ -124,6 +124,13 @@ def evaluate(model: nn.Module, ds: ArrayDataset, *, batch_size: int = 512) -> di
     metrics["loss"] = F.cross_entropy(logits, ds.labels).item()
     metrics["n"] = len(ds)
     return metrics
+
+
+def evaluate_sets(model: nn.Module, sets: dict[str, ArrayDataset], *, adabn: bool = False,
+                  score: Callable[[nn.Module, ArrayDataset], Any] = evaluate) -> dict[str, Any]:
+    """`score(model, set)` for every named set (e.g. the shifted test sets); adabn=True scores a fresh AdaBN
+    copy per set, so BN statistics never leak across sets and the model is left unchanged."""
+    return {name: score(adapt_bn(model, ds) if adabn else model, ds) for name, ds in sets.items()}
 
 
 def _memory_format(model: nn.Module, cfg: TrainConfig) -> torch.memory_format:

@@ -14,26 +14,20 @@ from __future__ import annotations
 import statistics
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from torch import nn
 
 from ..data import ArrayDataset, Domain, corruption_sets
 from ..errors import ConfigError
-from ..train import TrainConfig, adapt_bn, evaluate, fit
+from ..train import TrainConfig, evaluate, evaluate_sets, fit
 from .structured import StructuredConfig, prune_structured, save_structured
 
-__all__ = ["evaluate_under_shift", "shift_sets", "merge_then_prune"]
+__all__ = ["shift_sets", "merge_then_prune"]
 
 
 def _accuracy(net: nn.Module, ds: ArrayDataset) -> float:
     return evaluate(net, ds)["accuracy"]
-
-
-def evaluate_under_shift(net: nn.Module, sets: dict[str, ArrayDataset], *, adabn: bool = False,
-                         accuracy: Callable[[nn.Module, ArrayDataset], float] = _accuracy) -> dict[str, float]:
-    """Accuracy on every shifted set; adabn=True re-estimates BN on each set's own images first (on a copy)."""
-    return {k: accuracy(adapt_bn(net, ds) if adabn else net, ds) for k, ds in sets.items()}
 
 
 def shift_sets(domains: Sequence[Domain], target_index: int, *, corruptions: bool = True,
@@ -46,7 +40,8 @@ def shift_sets(domains: Sequence[Domain], target_index: int, *, corruptions: boo
 
 
 def _measure(net: nn.Module, target: Domain, shift: dict[str, ArrayDataset]) -> dict:
-    plain, adapted = evaluate_under_shift(net, shift), evaluate_under_shift(net, shift, adabn=True)
+    plain = evaluate_sets(net, shift, score=_accuracy)
+    adapted = evaluate_sets(net, shift, adabn=True, score=_accuracy)
     return {"target_accuracy": evaluate(net, target.test)["accuracy"], "shift": plain, "shift_adabn": adapted,
             "shift_mean": statistics.fmean(plain.values()) if plain else None,
             "shift_adabn_mean": statistics.fmean(adapted.values()) if adapted else None}
