@@ -27,7 +27,8 @@ from ..checkpoints import save_checkpoint
 from ..data import ArrayDataset
 from ..prune.structured import StructuredConfig, count_macs_params, prune_structured, save_structured
 from ..train import TrainConfig, evaluate_sets, fit
-from ..stats import paired_interval
+from ..render import markdown_table
+from ..stats import Interval, MeanStd, format_interval, format_mean_std, mean_std, paired_interval
 from . import _results
 from .prune import BenchConfig, _accuracy, _data, dense_model
 
@@ -134,8 +135,7 @@ def summarize(records: list[dict]) -> list[dict]:
             for key, get in (("clean", lambda r: r["clean"]), ("shift", lambda r: _mean_shift(r, False)),
                              ("shift_adabn", lambda r: _mean_shift(r, True)), ("macs_ratio", lambda r: r["macs_ratio"]),
                              ("params_ratio", lambda r: r["params_ratio"]), ("file_ratio", lambda r: r["file_ratio"])):
-                v = [get(r) for r in rs]
-                row[key] = (statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
+                row[key] = mean_std(get(r) for r in rs)
             if best and a != best:
                 for key, adabn in (("shift", False), ("shift_adabn", True)):
                     seeds = sorted(set(by[a]) & set(by[best]))
@@ -154,17 +154,19 @@ def markdown(rows: list[dict], cfg: StructuredBenchConfig, command: str) -> str:
              f"fine-tuned {b.ft_epochs} epochs on {b.ft_train} images (last epoch). Clean = the 10k test set; "
              "shift = mean of the drift bins and corruptions of `bench prune`; +AdaBN = BN re-estimated on each shifted "
              "set's images. Δ = paired difference to the best non-GC-Net importance (by shift), points [95% CI].", "",
-             "| speedup | importance | seeds | clean % | shift % | shift+AdaBN % | MACs | params | file | "
-             "Δshift | ΔAdaBN |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    pm = lambda v, k=100: f"{k * v[0]:.1f} ± {k * v[1]:.1f}"  # noqa: E731
+             ]
+    pm = lambda v: format_mean_std(MeanStd(*v), scale=100, single_std=True)  # noqa: E731
+    rows_md = []
     for r in rows:
-        ds = [r.get(f"d_{k}_vs_best") for k in ("shift", "shift_adabn")]
         cells = ["best" if r["importance"] == r["best_baseline"] else
-                 ("" if d is None else f"{d[0]:+.1f} [{d[1]:+.1f}, {d[2]:+.1f}]") for d in ds]
-        lines.append(f"| {r['speedup_target']}x | {r['importance']} | {r['seeds']} | {pm(r['clean'])} | "
-                     f"{pm(r['shift'])} | {pm(r['shift_adabn'])} | {r['macs_ratio'][0]:.2f} | {r['params_ratio'][0]:.2f} | "
-                     f"{r['file_ratio'][0]:.2f} | {cells[0]} | {cells[1]} |")
-    return "\n".join(lines)
+                 format_interval(None if d is None else Interval(*d), empty="")
+                 for d in (r.get(f"d_{k}_vs_best") for k in ("shift", "shift_adabn"))]
+        rows_md.append((f"{r['speedup_target']}x", r["importance"], r["seeds"], pm(r["clean"]), pm(r["shift"]),
+                        pm(r["shift_adabn"]), f"{r['macs_ratio'][0]:.2f}", f"{r['params_ratio'][0]:.2f}",
+                        f"{r['file_ratio'][0]:.2f}", *cells))
+    header = ["speedup", "importance", "seeds", "clean %", "shift %", "shift+AdaBN %", "MACs", "params", "file",
+              "Δshift", "ΔAdaBN"]
+    return "\n".join(lines) + "\n" + markdown_table(header, rows_md)
 
 
 def config_dict(cfg: StructuredBenchConfig) -> dict:
