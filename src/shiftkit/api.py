@@ -67,6 +67,8 @@ def prune(model: nn.Module, method: str = "gcnet", sparsity: float = 0.8, calibr
     if criterion.needs_data and data is None:
         raise ConfigError(f"prune method {method!r} reads data: pass calibration=<dataset>")
     train, val_set = _data(finetune), _data(val)
+    if epochs > 0 and train is None:
+        raise ConfigError(f"prune: epochs={epochs} fine-tuning needs finetune=<dataset>")
     cfg = TrainConfig(epochs=epochs, lr=lr, seed=seed)
     masks = pruning.prune_model(model, criterion, sparsity, data=data, steps=steps, train=train, val=val_set,
                                 train_cfg=cfg if train is not None else None)

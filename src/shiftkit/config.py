@@ -50,6 +50,14 @@ class DataConfig(_Strict):
 
     _known = _registered("data", "DATASETS")
 
+    @field_validator("options")
+    @classmethod
+    def _own_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        clash = sorted({"seed", "root"} & set(v))
+        if clash:
+            raise ValueError(f"{clash} are data.seed / data.root, not reader options")
+        return v
+
     def load(self) -> list:
         """The dataset's domains, built from this section (the one place a config loads data)."""
         from .data import load_domains
@@ -145,6 +153,8 @@ class Experiment(_Strict):
 
     @model_validator(mode="after")
     def _pipeline(self) -> "Experiment":
+        if self.pipeline and "method" in self.model_fields_set:
+            raise ValueError("give either method or pipeline (a list of steps), not both")
         for i, step in enumerate(self.pipeline[1:], 1):
             if not isinstance(step, PruneMethod) or step.checkpoint:
                 raise ValueError(f"pipeline[{i}]: a later step must be a prune step without a checkpoint "
@@ -185,6 +195,10 @@ def method_options(method: TransferMethod | PruneMethod) -> dict[str, Any]:
         raise ConfigError(f"method.options: unknown option(s) {unknown} for {method.name!r}{near}; valid: {', '.join(valid)}")
     fixed = ({"importance": method.name, "speedup": method.speedup, "channel_sparsity": method.channel_sparsity}
              if isinstance(method, PruneMethod) and method.structured else {})  # set by the method's own keys
+    clash = sorted(set(fixed) & set(method.options))
+    if clash:
+        raise ConfigError(f"method.options: {clash} are set by method.name / method.speedup / method.channel_sparsity, "
+                          "not by options")
     try:
         checked = TypeAdapter(cls).validate_python({**method.options, **fixed})
     except ValidationError as e:

@@ -136,8 +136,8 @@ def _run_prune_structured(exp: Experiment, net, d, calib, domains, progress: boo
 
     m: PruneMethod = exp.method
     opts = method_options(m)  # StructuredConfig's fields (the classifier's outputs are never removed)
-    cfg = StructuredConfig(importance=m.name, speedup=m.speedup, channel_sparsity=m.channel_sparsity,
-                           bn_recalibrate=m.bn_recalibrate, seed=exp.seed, **opts)
+    cfg = StructuredConfig(**{"importance": m.name, "speedup": m.speedup, "channel_sparsity": m.channel_sparsity,
+                              "bn_recalibrate": m.bn_recalibrate, "seed": exp.seed, **opts})
     res = prune_structured(net, calib, cfg)
     fit(res.model, d.train, d.val, _train_config(exp, progress=progress))
     meta = {"method": m.name, "dataset": exp.data.name, "domain": d.name, "speedup": f"{res.speedup:.4f}",
@@ -168,14 +168,24 @@ def prepare(exp: Experiment, domains=None, *, exclude: tuple[int, ...] | None = 
     target = domain_index(domains, exp.data.target, "data.target")
     exclude = (target,) if exclude is None else tuple(domain_index(domains, i, "exclude") for i in exclude)
     zoo, m = zoo_path(exp), exp.method
-    manifest = zoo / "zoo.json"
-    if manifest.is_file():
-        have = {e["index"] for e in json.loads(manifest.read_text())["sources"]}
-        if all(i in have for i in range(len(domains)) if i not in exclude):
-            return
     cfg = ZooConfig(model=exp.model.name, model_kwargs=dict(exp.model.kwargs), base_domain=m.base_domain,
                     base_epochs=m.base_epochs, source_epochs=m.source_epochs, base_lr=m.base_lr, source_lr=m.source_lr,
                     batch_size=m.zoo_batch_size, seed=exp.seed)
+    manifest = zoo / "zoo.json"
+    if manifest.is_file():
+        built = json.loads(manifest.read_text())
+        wanted = json.loads(json.dumps(dataclasses.asdict(cfg)))
+        differ = sorted(k for k in wanted if built.get("config", {}).get(k) != wanted[k])
+        have = {e["index"] for e in built["sources"]}
+        complete = all(i in have for i in range(len(domains)) if i not in exclude)
+        if differ and not complete:  # adding sources would mix two settings in one zoo
+            raise ConfigError(f"zoo {zoo} was built with other settings ({', '.join(differ)} differ) and lacks "
+                              "sources this run needs: point method.zoo (--zoo) to a new folder or remove this one")
+        if differ:  # a zoo given on purpose (shiftkit sources, --sources) is used as it is, but never silently
+            warnings.warn(f"using zoo {zoo} as built ({', '.join(differ)} differ from this run's zoo settings; "
+                          f"its own are in {manifest})", stacklevel=2)
+        if complete:
+            return
     torch.manual_seed(exp.seed)  # model initialisation draws from the global generator
     build_zoo(domains, zoo, cfg=cfg, dataset=exp.data.name, exclude=exclude)
 
@@ -286,19 +296,24 @@ def _run_pipeline(exp: Experiment, *, progress: bool) -> dict:
     """Each step is an experiment of its own in <out>/<i>_<kind>, the later ones pruning the previous step's
     model; <out>/result.json holds every step's result (the last one is the pipeline's model)."""
     out = Path(exp.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "experiment.json", exp.dump())
     steps, model_path, t0 = [], None, time.perf_counter()
     for i, method in enumerate(exp.pipeline):
         if model_path is not None:
             method = method.model_copy(update={"checkpoint": str(model_path)})
         data = exp.data if i == 0 else exp.data.model_copy(update={"domain": exp.data.target})  # the target again
-        step = exp.model_copy(update={"method": method, "pipeline": [], "data": data, "save": None,
-                                      "out": str(out / f"{i}_{method.kind}")})
+        last = i == len(exp.pipeline) - 1
+        step = exp.model_copy(update={"method": method, "pipeline": [], "data": data,
+                                      "save": exp.save if last else None, "out": str(out / f"{i}_{method.kind}")})
         r = run_experiment(step, progress=progress)
         if not r.get("checkpoint"):
             raise ConfigError(f"pipeline[{i}] ({getattr(method, 'name', method.kind)}) leaves no model to pass on")
         model_path = Path(r["checkpoint"])
         steps.append({k: v for k, v in r.items() if k != "seconds"})
-    result = {"kind": "pipeline", "steps": steps, "checkpoint": str(model_path), "experiment": exp.dump(),
+    result = {"kind": "pipeline", "method": " -> ".join(getattr(m, "name", m.kind) for m in exp.pipeline),
+              "model": steps[-1].get("model", exp.model.name), "dataset": exp.data.name, "seed": exp.seed,
+              "steps": steps, "checkpoint": str(model_path), "experiment": exp.dump(),
               **{k: steps[-1][k] for k in ("test", "domains", "shifted_mean", "corruptions", "corruption_mean")
                  if k in steps[-1]}}
     seconds = time.perf_counter() - t0

@@ -38,6 +38,9 @@ def _run_rows(r: dict, kinds: dict[str, list]) -> None:
         kinds["transfer"].append({**base, "target": r.get("target_index", r["target"]), "shots": exp.get("data", {}).get("few_shot"),
                                   "order": exp.get("method", {}).get("order", "temporal"), "select": "best_val",
                                   "accuracy": r["test"]["accuracy"], "curve": curve})
+    elif r["kind"] == "prune" and r.get("structured"):  # channels removed: a FLOP speedup, no weight sparsity
+        kinds["structured"].append({**base, "speedup": r["speedup"], "params": r["params"], "clean": r["test"]["accuracy"],
+                                    "shifted": r.get("shifted_mean")})
     elif r["kind"] == "prune":
         opts = r.get("experiment", {}).get("method", {}).get("options", {})
         label = r["method"] + "".join(f" {k}={v}" for k, v in sorted(opts.items()) if k in ("scope", "hybrid_split"))
@@ -226,6 +229,14 @@ def _memory(rows: list[dict], out: Path) -> str:
     return "\n\n".join(parts) + "\n\n![memory vs K](memory_vs_k.png)\n"
 
 
+def _structured(rows: list[dict]) -> str:
+    body = [[r["method"], r["model"], r["seed"], f"{r['speedup']:.2f}x", f"{r['params'][1] / r['params'][0]:.3f}",
+             f"{r['clean']:.3f}", "—" if r["shifted"] is None else f"{r['shifted']:.3f}"]
+            for r in sorted(rows, key=lambda r: (r["method"], r["model"], r["seed"]))]
+    return ("## Structural pruning: channels removed\n\n"
+            + markdown_table(["importance", "model", "seed", "MACs reduction", "params kept", "clean", "shifted"], body) + "\n")
+
+
 def _train(rows: list[dict]) -> str:
     domains = sorted({d for r in rows for d in r["domains"]}, key=lambda d: (len(d), d))
     body = [[r["model"], r["domain"], r["seed"], *[f"{r['domains'].get(d, float('nan')):.3f}" for d in domains]]
@@ -244,6 +255,8 @@ def write_report(results_dir: str | Path, out: str | Path | None = None) -> Path
         parts.append(_transfer(kinds["transfer"], out))
     if kinds["prune"] or kinds["prune_summary"]:
         parts.append(_prune(kinds["prune"], kinds["prune_summary"], out))
+    if kinds["structured"]:
+        parts.append(_structured(kinds["structured"]))
     if kinds["memory"]:
         parts.append(_memory(kinds["memory"], out))
     if kinds["train"]:

@@ -136,8 +136,9 @@ def evaluate_sets(model: nn.Module, sets: dict[str, ArrayDataset], *, adabn: boo
 def _memory_format(model: nn.Module, cfg: TrainConfig) -> torch.memory_format:
     """channels_last where it was measured faster (every conv net of the registry, CPU, batch 128:
     benchmarks/RESULTS.md "Training loop"); contiguous for nets without convolutions."""
-    if cfg.memory_format == "contiguous" or (
-            cfg.memory_format == "auto" and not any(isinstance(m, nn.Conv2d) for m in model.modules())):
+    if cfg.memory_format == "contiguous" or (cfg.memory_format == "auto" and (
+            not any(isinstance(m, nn.Conv2d) for m in model.modules())
+            or any(t.ndim > 4 for t in model.state_dict().values()))):  # channels_last is 4-D only (no Conv3d)
         return torch.contiguous_format
     return torch.channels_last
 

@@ -67,8 +67,9 @@ class ArrayDataset(torch.utils.data.Dataset):
                    classes: list[str] | None = None, limit: int | None = None) -> "ArrayDataset":
         """Any map-style torch Dataset of (image tensor, label) pairs, or a DataLoader over one, held in memory.
 
-        Images must already be tensors (C, H, W) in [0, 1] (e.g. a torchvision dataset with
-        `transform=ToTensor()`); they are stored as float32. `classes` defaults to the dataset's own
+        Images must already be tensors (C, H, W): float in [0, 1] (`transform=ToTensor()`), stored as
+        float32, or uint8 in [0, 255] (`PILToTensor()`), stored as uint8. A shuffling DataLoader gives a
+        different order (and, with `limit`, a different subset) on every call. `classes` defaults to the dataset's own
         `classes` attribute, else the labels seen. `limit` caps the number of images read.
         """
         if isinstance(data, ArrayDataset):
@@ -79,7 +80,7 @@ class ArrayDataset(torch.utils.data.Dataset):
             if not isinstance(x, Tensor) or x.ndim != 4:
                 raise DataError("from_torch needs batches of image tensors (N, C, H, W): add transform=ToTensor() "
                                 f"to the dataset (got {type(x).__name__}{tuple(getattr(x, 'shape', ()))})")
-            xs.append(x.float())
+            xs.append(x if x.dtype == torch.uint8 else x.float())  # uint8 stays [0, 255]: to_float scales it
             ys.append(torch.as_tensor(y).long())
             n += len(y)
             if limit is not None and n >= limit:
