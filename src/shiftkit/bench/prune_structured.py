@@ -25,7 +25,7 @@ from torch import nn
 from ..checkpoints import save_checkpoint
 from ..data import ArrayDataset
 from ..prune.structured import StructuredConfig, count_macs_params, prune_structured, save_structured
-from ..prune.pipeline import evaluate_under_shift
+from ..prune.pipeline import shift_accuracy
 from ..train import TrainConfig, fit
 from . import _results
 from .prune import BenchConfig, _accuracy, _data, dense_model
@@ -84,8 +84,8 @@ def run_one(cfg: StructuredBenchConfig, seed: int, importance: str, speedup: flo
     fit(net, data.subset(data.train, base.ft_train, 100 + seed), None,
         TrainConfig(epochs=base.ft_epochs, seed=seed, select="last", progress=False))
     out["clean"] = _accuracy(net, data.test)
-    out["shift"] = evaluate_under_shift(net, data.shift, accuracy=_accuracy)
-    out["shift_adabn"] = evaluate_under_shift(net, data.shift, adabn=True, accuracy=_accuracy)  # BN re-estimated on each shifted set's own images
+    out["shift"] = shift_accuracy(net, data.shift)
+    out["shift_adabn"] = shift_accuracy(net, data.shift, adabn=True)  # BN re-estimated on each shifted set's own images
     out["seconds"] = time.perf_counter() - t0
     return out
 

@@ -14,39 +14,36 @@ from __future__ import annotations
 import statistics
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from torch import nn
 
-from ..data import ArrayDataset, Domain, corruption_sets
+from .. import api
+from ..data import ArrayDataset, Domain
 from ..errors import ConfigError
-from ..train import TrainConfig, adapt_bn, evaluate, fit
+from ..train import TrainConfig, evaluate, fit
 from .structured import StructuredConfig, prune_structured, save_structured
 
-__all__ = ["evaluate_under_shift", "shift_sets", "merge_then_prune"]
+__all__ = ["shift_accuracy", "shift_sets", "merge_then_prune"]
 
 
-def _accuracy(net: nn.Module, ds: ArrayDataset) -> float:
-    return evaluate(net, ds)["accuracy"]
-
-
-def evaluate_under_shift(net: nn.Module, sets: dict[str, ArrayDataset], *, adabn: bool = False,
-                         accuracy: Callable[[nn.Module, ArrayDataset], float] = _accuracy) -> dict[str, float]:
-    """Accuracy on every shifted set; adabn=True re-estimates BN on each set's own images first (on a copy)."""
-    return {k: accuracy(adapt_bn(net, ds) if adabn else net, ds) for k, ds in sets.items()}
+def shift_accuracy(net: nn.Module, sets: dict[str, ArrayDataset], *, adabn: bool = False) -> dict[str, float]:
+    """Accuracy per shifted set (`api.evaluate_under_shift`; adabn: BN re-estimated per set, on a copy)."""
+    return {k: m["accuracy"] for k, m in api.evaluate_under_shift(net, sets, adapt_bn=adabn).items()}
 
 
 def shift_sets(domains: Sequence[Domain], target_index: int, *, corruptions: bool = True,
                seed: int = 0) -> dict[str, ArrayDataset]:
     """The target's shifted test sets: every other domain's test split, plus corruptions of the target test."""
-    sets = {d.name: d.test for i, d in enumerate(domains) if i != target_index}
-    if corruptions:
-        sets.update({f"{n}@{s}": ds for (n, s), ds in corruption_sets(domains[target_index].test, seed=seed).items()})
+    target = domains[target_index]
+    others = [d for i, d in enumerate(domains) if i != target_index]
+    sets = api.shift_sets([target, *others], corruptions=corruptions, seed=seed)  # corruptions of the first
+    del sets[target.name]
     return sets
 
 
 def _measure(net: nn.Module, target: Domain, shift: dict[str, ArrayDataset]) -> dict:
-    plain, adapted = evaluate_under_shift(net, shift), evaluate_under_shift(net, shift, adabn=True)
+    plain, adapted = shift_accuracy(net, shift), shift_accuracy(net, shift, adabn=True)
     return {"target_accuracy": evaluate(net, target.test)["accuracy"], "shift": plain, "shift_adabn": adapted,
             "shift_mean": statistics.fmean(plain.values()) if plain else None,
             "shift_adabn_mean": statistics.fmean(adapted.values()) if adapted else None}
