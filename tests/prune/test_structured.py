@@ -15,6 +15,7 @@ from torch import nn
 from shiftkit import models
 from shiftkit.checkpoints import read_metadata, save_checkpoint
 from shiftkit.errors import CheckpointError, ConfigError
+from shiftkit.train import TrainConfig
 from shiftkit.prune.structured import (StructuredConfig, count_macs_params, load_structured, prune_structured,
                                        save_structured, structured_prune_checkpoint, widths)
 
@@ -120,7 +121,8 @@ def test_saved_model_loads_in_a_fresh_process_and_is_plain_safetensors(tmp_path,
     dense = _net("resnet20")
     src, out = tmp_path / "dense.safetensors", tmp_path / "pruned.safetensors"
     save_checkpoint(src, dense)
-    res = structured_prune_checkpoint(src, out, data16, StructuredConfig(speedup=2.0, importance="gcnet", step=0.05))
+    res = structured_prune_checkpoint(src, out, data16, StructuredConfig(speedup=2.0, importance="gcnet", step=0.05),
+                                      train=data16, val=data16, finetune=TrainConfig(epochs=1, progress=False))
     x = data16.images[:4].float()
     with torch.no_grad():
         want = res.model(x)

@@ -33,7 +33,7 @@ from torch import nn
 from ..checkpoints import load_checkpoint, model_from_checkpoint, read_metadata, save_checkpoint
 from ..data.base import ArrayDataset
 from ..errors import CheckpointError, ConfigError
-from ..train import recalibrate_bn
+from ..train import TrainConfig, fit, recalibrate_bn
 from .base import SCOPES, prunable_modules
 from .channel_importance import IMPORTANCES, create_importance, needs_gradients
 from .connectivity import calibration_subset
@@ -235,14 +235,18 @@ def load_structured(path: str | os.PathLike) -> nn.Module:
 
 
 def structured_prune_checkpoint(src: str | os.PathLike, out: str | os.PathLike, data: ArrayDataset,
-                                cfg: StructuredConfig) -> StructuredResult:
-    """Prune the model of a shiftkit checkpoint and write the result (the `shiftkit prune --structured` core).
+                                cfg: StructuredConfig, *, train: ArrayDataset | None = None,
+                                val: ArrayDataset | None = None, finetune: TrainConfig | None = None) -> StructuredResult:
+    """Prune the model of a shiftkit checkpoint, optionally fine-tune it on `train` (best `val` epoch), write it:
+    the `shiftkit prune --structured` core. `data` calibrates (importances, BN).
 
-    Everything is checked and pruned before `out` is written: on any error nothing is written.
+    Everything is checked, pruned and trained before `out` is written: on any error nothing is written.
     """
     model = model_from_checkpoint(src)
     load_checkpoint(src, model)
     result = prune_structured(model, data, cfg)
-    save_structured(out, result.model, metadata={"structured_config": json.dumps(asdict(cfg)),
+    if finetune is not None and train is not None:
+        fit(result.model, train, val, finetune)
+    save_structured(out, result.model, metadata={"pruned_from": str(src), "structured_config": json.dumps(asdict(cfg)),
                                                  "speedup": f"{result.speedup:.4f}"})
     return result
