@@ -29,6 +29,12 @@ def _stored_commands(results: Path) -> list[list[str]]:
         argvs.append(shlex.split(json.loads(f.read_text())["command"])[1:] + ["--report-only"])
     for f in sorted(results.glob("prune_bn_*.json")):
         argvs.append(shlex.split(json.loads(f.read_text())["command"])[1:])
+    for f in sorted(results.glob("prune_structured_*.json")):
+        if "latency" in f.name:
+            continue
+        base = json.loads(f.read_text())["config"]["base"]
+        width = [a for k, v in base["model_kwargs"] if k == "width" for a in ("--width", str(v))]
+        argvs.append(["bench", "prune-structured", "--model", base["model"], *width, "--report-only"])
     return argvs + [["bench", "transfer", "--report-only"]]
 
 
@@ -46,7 +52,9 @@ def test_results_md_regenerates_byte_identically(bench_copy, monkeypatch):
     argvs = _stored_commands(bench_copy / "results")
     assert len(argvs) >= 3, "expected stored prune, prune-bn and transfer results"
     md = bench_copy / "RESULTS.md"
-    md.write_text(_emptied(md.read_text(), ("prune", "transfer")))  # rebuilt, not left in place
+    structured = tuple(f"prune_structured_{p.stem.removeprefix('prune_structured_')}"
+                       for p in (bench_copy / "results").glob("prune_structured_*.json") if "latency" not in p.name)
+    md.write_text(_emptied(md.read_text(), ("prune", "transfer", *structured)))  # rebuilt, not left in place
     before = {p.name: p.stat().st_mtime_ns for p in (bench_copy / "results").glob("*.jsonl")}
     for argv in argvs:
         monkeypatch.setattr(sys, "argv", ["shiftkit", *argv])  # the command the tables name
