@@ -1,6 +1,5 @@
 # Two entry points: `make demo` and `make test`. Both set everything up first.
 PY := .venv/bin/python
-export OMP_NUM_THREADS ?= 2
 
 .PHONY: setup demo test bench clean
 setup:

@@ -54,10 +54,17 @@ def test_threads_default_is_one_and_applies_before_torch_is_imported():
     probe = ("import importlib, sys; app = importlib.import_module('shiftkit.cli.app'); "
              "app._root(threads=1, version=False); "
              "assert 'torch' not in sys.modules; import torch; print(torch.get_num_threads())")
-    env = {**__import__("os").environ, "OMP_NUM_THREADS": "2"}
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True).stdout
-    assert out.strip() == "1"
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    default = probe.replace("threads=1", "threads=None")
+    out = subprocess.run([sys.executable, "-c", default], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip() == "1"  # no environment setting: one thread
+    out = subprocess.run([sys.executable, "-c", default], capture_output=True, text=True, check=True,
+                         env={**env, "OMP_NUM_THREADS": "2"}).stdout
+    assert out.strip() == "2"  # the user's OMP_NUM_THREADS wins over the default
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         env={**env, "OMP_NUM_THREADS": "2"}).stdout
+    assert out.strip() == "1"  # an explicit --threads wins over both
     from typer.testing import CliRunner
 
     from shiftkit.cli import app
-    assert "[default: 1]" in CliRunner().invoke(app, ["--help"]).output
+    assert "else 1" in CliRunner().invoke(app, ["--help"]).output.replace("\n", " ")

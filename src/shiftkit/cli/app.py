@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import sys
 
+from typing import Optional
+
 import typer
 
 from . import bench, data, experiments, prune, train, transfer
@@ -29,12 +31,15 @@ def _version(show: bool) -> None:
 
 
 @app.callback()
-def _root(threads: int = typer.Option(1, help="torch CPU threads. Default 1: on a busy machine more threads than free "
-                                         "cores made training up to 12x slower (README, 'Threads'); 0 = torch's default "
-                                         "(one per core), fastest only on an idle machine"),
+def _root(threads: Optional[int] = typer.Option(
+              None, min=0, help="torch CPU threads. Default: $OMP_NUM_THREADS when set, else 1 (on a busy machine "
+                                "more threads than free cores made training up to 12x slower; README 'Threads'); "
+                                "0 = torch's default (one per core), fastest only on an idle machine"),
           version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="print the version and exit")):
     """Image classifiers that survive distribution shift: GRASP merging and GC-Net pruning."""
+    if threads is None:
+        threads = 0 if os.environ.get("OMP_NUM_THREADS") else 1  # the user's environment wins over our default
     if threads:
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(threads)
