@@ -69,7 +69,19 @@ def save_checkpoint(path: str | os.PathLike, model_or_state: nn.Module | dict[st
     else:
         state = model_or_state
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    atomic_write(path, st_save(tensors, metadata={k: str(v) for k, v in (metadata or {}).items()}))
+    atomic_write(path, _sorted_metadata(st_save(tensors, metadata={k: str(v) for k, v in (metadata or {}).items()})))
+
+
+def _sorted_metadata(blob: bytes) -> bytes:
+    """safetensors writes its metadata map in hash order (differs between processes): sort it, so the
+    same tensors and metadata always give the same bytes. Header = u64 length + JSON padded to 8 bytes."""
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + blob[8 + n:]
 
 
 class LazyCheckpoint:
