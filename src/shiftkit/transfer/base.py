@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from .._registry import Registry
 from ..checkpoints import (LazyCheckpoint, _check_tensor, atomic_write_json, check_arch, load_checkpoint,
                            read_metadata, save_checkpoint, validate_state)
+from ..data.base import ArrayDataset
 from ..data.domains import Domain
 from ..errors import CheckpointError, ConfigError
 from ..train import FitResult, TrainConfig, evaluate, fit
@@ -49,6 +50,10 @@ class MergeConfig:
     batch_size: int = 32          # reference batch; with 100 target images 128 would be one step per epoch
     select: str = "best_val"      # "best_val": best-validation epoch within each stage; "last": last epoch
     on_bad_source: str = "error"  # "error" rejects a NaN/Inf source; "skip" warns and leaves the run untouched
+    # k >= 2: training-free selections (best source, source ranking, soup acceptance, task-arithmetic λ)
+    # score on k folds of every labelled target image (train ∪ val) instead of the ~20 val images; models
+    # that have not seen the target make this leak-free. 0: the val split (reference).
+    val_folds: int = 0
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -56,6 +61,8 @@ class MergeConfig:
             raise ConfigError(f"on_bad_source={self.on_bad_source!r}; valid: error, skip")
         if self.select not in ("best_val", "last"):
             raise ConfigError(f"select={self.select!r}; valid: best_val, last")
+        if self.val_folds == 1 or self.val_folds < 0:
+            raise ConfigError(f"val_folds={self.val_folds}; valid: 0 (the val split) or k >= 2 folds")
         if min(self.initial_epochs, self.finetune_epochs) < 0 or self.batch_size < 1:
             raise ConfigError("epochs must be >= 0 and batch_size >= 1")
 
@@ -113,6 +120,7 @@ class BaseMerger:
         self.arch = SimpleNamespace(shiftkit_arch=getattr(model, "shiftkit_arch", None))
         self.num_classes = getattr(model, "shiftkit_config", {}).get("num_classes")
         # shapes/dtypes every source must match, kept on the meta device (no memory)
+        self._folds: list[ArrayDataset] | None = None  # k-fold split of train ∪ val, made on first use
         self.expected = {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in model.state_dict().items()}
 
     # ---- the protocol -------------------------------------------------------------------------
@@ -192,8 +200,24 @@ class BaseMerger:
         return fit(model, self.target.train, self.target.val, self.train_config(epochs, stage, lr=lr))
 
     def val_metrics(self, model: nn.Module | None = None) -> dict[str, float]:
-        m = evaluate(model if model is not None else self.model, self.target.val)
-        return {"accuracy": m["accuracy"], "loss": m["loss"]}
+        return _metrics(model if model is not None else self.model, self.target.val)
+
+    def selection_metrics(self, model: nn.Module | None = None) -> dict[str, float]:
+        """Metrics for a training-free selection: the val split, or (val_folds = k) the mean over k folds
+        of train ∪ val, with the per-fold values. Only for models not trained on the target."""
+        k = self.cfg.val_folds
+        if k == 0:
+            return self.val_metrics(model)
+        if self._folds is None:
+            tr, va = self.target.train, self.target.val
+            pool = ArrayDataset(torch.cat([tr.images, va.images]), torch.cat([tr.labels, va.labels]), tr.classes)
+            if len(pool) < k:
+                raise ConfigError(f"val_folds={k} exceeds the {len(pool)} labelled target images")
+            order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(self.cfg.seed))
+            self._folds = [pool.subset(idx) for idx in order.tensor_split(k)]  # (n/k,) indices per fold
+        folds = [_metrics(model if model is not None else self.model, f) for f in self._folds]
+        return {"accuracy": sum(f["accuracy"] for f in folds) / k, "loss": sum(f["loss"] for f in folds) / k,
+                "folds": folds}
 
     def deferred_budget(self) -> int:
         return self.cfg.budget(self.n_absorbed)
@@ -231,6 +255,11 @@ class BaseMerger:
                 self.absorb(r["source"])
             self.run_dir = run_dir
         return [r["source"] for r in self.records]
+
+
+def _metrics(model: nn.Module, ds: ArrayDataset) -> dict[str, float]:
+    m = evaluate(model, ds)
+    return {"accuracy": m["accuracy"], "loss": m["loss"]}
 
 
 def _read_log(state: Path) -> dict:
