@@ -1,6 +1,9 @@
 """Greedy soup and the ranked merger: their defining properties, and k-fold selection."""
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import pytest
 import torch
 
@@ -88,7 +91,33 @@ def test_k_fold_selection_scores_on_every_labelled_target_image(zoo):
     merger = transfer.create("best_single_source", zoo.model(), zoo.target, val_folds=4, **NO_TRAIN)
     m = merger.selection_metrics()
     n = len(zoo.target.train) + len(zoo.target.val)
-    assert len(m["folds"]) == 4 and sum(len(f) for f in merger._folds) == n
-    pooled = torch.cat([f.labels for f in merger._folds])
+    assert len(m["folds"]) == 4 and sum(len(f) for f in merger.folds()) == n
+    pooled = torch.cat([f.labels for f in merger.folds()])
     assert sorted(pooled.tolist()) == sorted(torch.cat([zoo.target.train.labels, zoo.target.val.labels]).tolist())
     assert abs(m["accuracy"] - sum(f["accuracy"] for f in m["folds"]) / 4) < 1e-12
+
+
+def test_k_fold_fine_tuning_keeps_the_epoch_the_folds_choose_trained_on_every_image(zoo, good):
+    from shiftkit.transfer._kfold import pool
+
+    merger = transfer.create("best_single_source", zoo.model(), zoo.target, val_folds=3, initial_epochs=4, batch_size=16)
+    merger.absorb(zoo.sources[0])
+    start = copy.deepcopy(merger.model)
+    cfg = merger.train_config(4, 1)
+    folds = merger.folds()
+    curves = []
+    for i, held in enumerate(folds):  # independent re-computation of the fold curves
+        rest = [f for j, f in enumerate(folds) if j != i]
+        net = copy.deepcopy(start)
+        res = fit(net, pool(rest[0], rest[1]), held, dataclasses.replace(cfg, select="last"))
+        curves.append([(h["val_accuracy"], h["val_loss"]) for h in res.history])
+    mean = [(sum(c[e][0] for c in curves) / 3, sum(c[e][1] for c in curves) / 3) for e in range(4)]
+    best = max(range(4), key=lambda e: (mean[e][0], -mean[e][1], -e))
+    merger.finish()
+    assert merger.finish_log["best_epoch"] == best
+    kept, net = {}, copy.deepcopy(start)  # the same schedule on every labelled image; the kept model is its epoch `best`
+    fit(net, pool(pool(folds[0], folds[1]), folds[2]), None, dataclasses.replace(cfg, select="last"),
+        on_epoch=lambda e, _: kept.update(state=copy.deepcopy(net.state_dict())) if e == best else None)
+    for k, v in merger.model.state_dict().items():
+        assert torch.equal(v, kept["state"][k]), k
+    assert len(pool(pool(folds[0], folds[1]), folds[2])) == len(zoo.target.train) + len(zoo.target.val)

@@ -103,14 +103,17 @@ def run_one(method: str, target, sources: list[Path], base: Path, *, seed: int, 
             curve.append(evaluate(merger.model, curve_ds)["accuracy"])
     model = merger.finish()
     wall = time.perf_counter() - t0
+    fl = merger.finish_log or {}
+    stages = fl.get("stages", merger.records)  # ranked runs its GRASP stages in finish()
     epochs = (merger.finish_log or {}).get("epochs", sum(r.get("epochs", 0) for r in merger.records))
     is_vote = isinstance(model, VoteEnsemble)
     test = _ensemble_test(merger, target.test, cache) if cache is not None and is_vote else evaluate(model, target.test)
     val = None if is_vote else evaluate(model, target.val)  # what a tuned setting may choose on
     return {**_metrics(test), "val_accuracy": val and val["accuracy"], "val_loss": val and val["loss"], "wall_s": wall, "target_epochs": epochs, "curve": curve,
-            "fraction_transferred": [r.get("fraction_transferred") for r in merger.records],
-            "gated": [r.get("gated") for r in merger.records if "gated" in r],
-            "reverted": [r["reverted"] for r in merger.records[1:] if "reverted" in r]}
+            "fraction_transferred": [r.get("fraction_transferred") for r in stages],
+            "gated": [r.get("gated") for r in stages if "gated" in r],
+            "reverted": [r["reverted"] for r in stages[1:] if "reverted" in r],
+            **({"accepted": len(fl["accepted"])} if "accepted" in fl else {})}  # greedy soup: sources in the soup
 
 
 def run_tuned(method: str, target, sources: list[Path], base: Path, *, lr_grid: tuple[float, ...], **kw) -> dict:

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from .._registry import Registry
 from ..checkpoints import (LazyCheckpoint, _check_tensor, atomic_write_json, check_arch, load_checkpoint,
                            read_metadata, save_checkpoint, validate_state)
+from . import _kfold
 from ..data.base import ArrayDataset
 from ..data.domains import Domain
 from ..errors import CheckpointError, ConfigError
@@ -50,9 +51,8 @@ class MergeConfig:
     batch_size: int = 32          # reference batch; with 100 target images 128 would be one step per epoch
     select: str = "best_val"      # "best_val": best-validation epoch within each stage; "last": last epoch
     on_bad_source: str = "error"  # "error" rejects a NaN/Inf source; "skip" warns and leaves the run untouched
-    # k >= 2: training-free selections (best source, source ranking, soup acceptance, task-arithmetic λ)
-    # score on k folds of every labelled target image (train ∪ val) instead of the ~20 val images; models
-    # that have not seen the target make this leak-free. 0: the val split (reference).
+    # k >= 2: k-fold selection over every labelled target image (train ∪ val) instead of the ~20 val
+    # images, for training-free selections and the deferred fine-tuning's epoch (see _kfold.py). 0: val split.
     val_folds: int = 0
     progress: bool = False
 
@@ -143,8 +143,12 @@ class BaseMerger:
         """Spend deferred target fine-tuning (merge-then-train methods); sequential methods need none."""
         if self.deferred_training and self.finish_log is None:
             self._before_finish()
-            fit = self.fine_tune(self.deferred_budget(), len(self.records))
-            self.finish_log = {"epochs": self.deferred_budget(), "best_epoch": fit.best_epoch, "history": fit.history}
+            epochs, stage = self.deferred_budget(), len(self.records)
+            if self.cfg.val_folds and epochs and self.cfg.select == "best_val":  # the model has not seen the target yet
+                fit = _kfold.kfold_fit(self.model, self.folds(), self.train_config(epochs, stage))
+            else:
+                fit = self.fine_tune(epochs, stage)
+            self.finish_log = {"epochs": epochs, "best_epoch": fit.best_epoch, "history": fit.history}
         return self.model
 
     def _before_finish(self) -> None:
@@ -205,19 +209,18 @@ class BaseMerger:
     def selection_metrics(self, model: nn.Module | None = None) -> dict[str, float]:
         """Metrics for a training-free selection: the val split, or (val_folds = k) the mean over k folds
         of train ∪ val, with the per-fold values. Only for models not trained on the target."""
-        k = self.cfg.val_folds
-        if k == 0:
+        if self.cfg.val_folds == 0:
             return self.val_metrics(model)
+        return _kfold.fold_metrics(model if model is not None else self.model, self.folds())
+
+    def folds(self) -> list[ArrayDataset]:
+        """The k-fold split of every labelled target image (made once, seeded by the run's seed)."""
         if self._folds is None:
-            tr, va = self.target.train, self.target.val
-            pool = ArrayDataset(torch.cat([tr.images, va.images]), torch.cat([tr.labels, va.labels]), tr.classes)
-            if len(pool) < k:
-                raise ConfigError(f"val_folds={k} exceeds the {len(pool)} labelled target images")
-            order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(self.cfg.seed))
-            self._folds = [pool.subset(idx) for idx in order.tensor_split(k)]  # (n/k,) indices per fold
-        folds = [_metrics(model if model is not None else self.model, f) for f in self._folds]
-        return {"accuracy": sum(f["accuracy"] for f in folds) / k, "loss": sum(f["loss"] for f in folds) / k,
-                "folds": folds}
+            labelled = _kfold.pool(self.target.train, self.target.val)
+            if len(labelled) < self.cfg.val_folds:
+                raise ConfigError(f"val_folds={self.cfg.val_folds} exceeds the {len(labelled)} labelled target images")
+            self._folds = _kfold.split_folds(labelled, self.cfg.val_folds, seed=self.cfg.seed)
+        return self._folds
 
     def deferred_budget(self) -> int:
         return self.cfg.budget(self.n_absorbed)
