@@ -1,7 +1,9 @@
 """Δ accuracy vs a reference method over independent units (target, seed): orders averaged within a unit
 (the orders of a seed share one few-shot sample), paired 95% t-interval over units. Prints markdown.
 
-    PYTHONPATH=src python benchmarks/transfer_delta.py benchmarks/results/transfer_accuracy_driftfmnist_100.json [ref]
+    PYTHONPATH=src python benchmarks/transfer_delta.py benchmarks/results/transfer_accuracy_driftfmnist_100.json [ref] [order]
+(order: only that source order, e.g. temporal, for methods run on one order only; FILE:tag renames that
+file's methods to method@tag, to compare settings, e.g. k-fold best_single_source vs the reference one)
 """
 from __future__ import annotations
 
@@ -41,6 +43,11 @@ def table(rows: list[dict], ref: str) -> list[str]:
 
 
 if __name__ == "__main__":
-    rows = [r for p in sys.argv[1].split(",") for r in json.loads(open(p).read())["rows"]]
+    rows = []
+    for spec in sys.argv[1].split(","):
+        path, _, tag = spec.partition(":")
+        rows += [{**r, "method": f"{r['method']}@{tag}" if tag else r["method"]} for r in json.loads(open(path).read())["rows"]]
+    if len(sys.argv) > 3:
+        rows = [r for r in rows if r["order"] == sys.argv[3]]
     print("\n".join(table(rows, sys.argv[2] if len(sys.argv) > 2 else "best_single_source")))
     print(f"\nunits (target, seed): {sorted({(r['target'], r['seed']) for r in rows})}")
