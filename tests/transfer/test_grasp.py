@@ -17,9 +17,9 @@ from transfer_fixtures import FAST
 NO_TRAIN = {"initial_epochs": 0, "finetune_epochs": 0, "batch_size": 10_000}  # one batch = all target train
 
 
-def _grads(model, ds):
-    """Independent reference: plain autograd of the mean train-mode loss on the whole set."""
-    m = copy.deepcopy(model).train()
+def _grads(model, ds, mode="train"):
+    """Independent reference: plain autograd of the mean loss on the whole set, BN in `mode`."""
+    m = copy.deepcopy(model).train(mode == "train")
     loss = F.cross_entropy(m(ArrayDataset.to_float(ds.images)), ds.labels)
     return dict(zip([k for k, _ in m.named_parameters()], torch.autograd.grad(loss, list(m.parameters()))))
 
@@ -50,7 +50,7 @@ def test_copies_exactly_the_tensors_with_cosine_above_tau(zoo, tmp_path):
     src_path = _mixed_source(zoo, tmp_path, theta)
     source = copy.deepcopy(theta)
     checkpoints.load_checkpoint(src_path, source)
-    g_t, g_s = _grads(theta, zoo.target.train), _grads(source, zoo.target.train)
+    g_t, g_s = _grads(theta, zoo.target.train), _grads(source, zoo.target.train, "eval")  # the authors' modes
     cos = {k: _cos(g_s[k], g_t[k]) for k in g_t}
     values = sorted(cos.values())
     gap, i = max((values[i + 1] - values[i], i) for i in range(2, len(values) - 3))  # a clear split mid-way
@@ -68,6 +68,45 @@ def test_copies_exactly_the_tensors_with_cosine_above_tau(zoo, tmp_path):
         assert record["scores"][k] == pytest.approx(cos[k], abs=1e-4), k
     for k, b in merger.model.named_buffers():  # BN statistics are not copied by default
         assert torch.equal(b, dict(theta.named_buffers())[k])
+
+
+def test_reference_takes_the_source_gradient_in_eval_mode(zoo, tmp_path):
+    """The authors' modes: target gradient with batch statistics, source gradient with its running
+    statistics; source_bn_mode="train" (the old behaviour) gives other cosines on a BN net."""
+    theta = zoo.model()
+    checkpoints.load_checkpoint(zoo.sources[0], theta)
+    source = zoo.model()
+    checkpoints.load_checkpoint(zoo.sources[-1], source)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in theta.modules())
+    g_t = _grads(theta, zoo.target.train)
+    cos = {mode: {k: _cos(g, g_t[k]) for k, g in _grads(source, zoo.target.train, mode).items()} for mode in ("eval", "train")}
+    for mode in ("eval", "train"):
+        merger = transfer.create("grasp", copy.deepcopy(theta), zoo.target, source_bn_mode=mode, **NO_TRAIN)
+        merger.records = [{"source": "first", "stage": 0}]  # θ already holds the first source
+        scores = merger.absorb(zoo.sources[-1])["scores"]
+        other = cos["train" if mode == "eval" else "eval"]
+        for k in cos[mode]:
+            assert scores[k] == pytest.approx(cos[mode][k], abs=1e-4), (mode, k)
+        assert max(abs(scores[k] - other[k]) for k in scores) > 0.05, mode  # the modes are not the same rule
+    assert transfer.config_class("grasp")().source_bn_mode == "eval"
+
+
+def test_copy_buffers_moves_bn_statistics_only_with_their_copied_layer(zoo, tmp_path):
+    theta = zoo.model()
+    checkpoints.load_checkpoint(zoo.sources[0], theta)
+    source = zoo.model()
+    checkpoints.load_checkpoint(zoo.sources[-1], source)
+    for name, want_copy in (("grasp_copybuffers", True), ("grasp", False)):
+        merger = transfer.create(name, copy.deepcopy(theta), zoo.target, **NO_TRAIN)
+        merger.records = [{"source": "first", "stage": 0}]
+        record = merger.absorb(zoo.sources[-1])
+        copied = set(record["transferred"])
+        assert 0 < len(copied) < len(record["scores"])  # some layers copied, some kept
+        src_buf, old_buf = dict(source.named_buffers()), dict(theta.named_buffers())
+        for k, b in merger.model.named_buffers():
+            layer_copied = any(c.rsplit(".", 1)[0] == k.rsplit(".", 1)[0] for c in copied)
+            assert torch.equal(b, src_buf[k] if want_copy and layer_copied else old_buf[k]), (name, k)
+        assert bool(record.get("buffers_copied")) == want_copy
 
 
 @pytest.mark.parametrize("name, everything", [("sequential_all", True), ("sequential_none", False)])

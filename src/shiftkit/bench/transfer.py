@@ -21,15 +21,17 @@ import torch
 from .. import models, transfer
 from ..checkpoints import atomic_write_json, read_metadata
 from ..data import few_shot, load_domains
+from ..errors import ConfigError
 from ..metrics import classification_metrics
 from ..train import evaluate, predict_logits
 from ..transfer.ensemble import VoteEnsemble
+from ..transfer.zoo import zoo_checksum
 
 __all__ = ["AccuracyConfig", "run_accuracy", "ORDER_INVARIANT", "SEQUENTIAL"]
 
 # merges whose result does not depend on the source order (sums, means, votes, a max, learned weights)
 ORDER_INVARIANT = ("target_only", "best_single_source", "ensemble", "ensemble_hard", "fusion", "task_arithmetic",
-                   "ties", "pearl")
+                   "ties", "pearl", "greedy_soup", "ranked")  # the last two rank the sources themselves
 SEQUENTIAL = ("grasp", "grasp_taylor", "grasp_channel", "grasp_multibatch", "grasp_valgate", "grasp_stagegate",
               "sequential_all", "sequential_none")
 
@@ -53,6 +55,9 @@ class AccuracyConfig:
     test_images: int = 3000                         # test pool per target (DESIGN: >= 3,000 so a point is not noise)
     curve_test_images: int = 500                    # subsample for the accuracy-after-each-source curves (first seed)
     zoo_root: str = "runs/bench_zoo"
+    zoo_seed: int = 0                               # the zoo is a function of this seed (base init, data order)
+    val_folds: int = 0                              # k >= 2: k-fold selection for every method that selects
+    lr_grid: tuple[float, ...] = ()                 # tuned setting: each method picks its lr on target val only
 
 
 def _order(paths: list[Path], order: str, seed: int) -> list[Path]:
@@ -80,14 +85,15 @@ def _ensemble_test(merger, test, cache: dict) -> dict:
 
 
 def run_one(method: str, target, sources: list[Path], base: Path, *, seed: int, select: str, curve_ds,
-            cache: dict | None = None) -> dict:
+            cache: dict | None = None, options: dict | None = None) -> dict:
     """One transfer run; returns test metrics, wall time (merge + training, not the test pass), target
     epochs and the per-source curve."""
     meta = read_metadata(base)
     torch.manual_seed(seed)  # target_only's random init
     net = models.create(meta["arch"], **json.loads(meta["config"]))
     fields = {f.name for f in dataclasses.fields(transfer.config_class(method))}
-    cfg = {"seed": seed, "select": select, **({"base": str(base)} if "base" in fields else {})}
+    cfg = {"seed": seed, "select": select, **({"base": str(base)} if "base" in fields else {}),
+           **{k: v for k, v in (options or {}).items() if k in fields}}
     t0 = time.perf_counter()
     merger = transfer.create(method, net, target, **cfg)
     curve = []
@@ -97,19 +103,49 @@ def run_one(method: str, target, sources: list[Path], base: Path, *, seed: int, 
             curve.append(evaluate(merger.model, curve_ds)["accuracy"])
     model = merger.finish()
     wall = time.perf_counter() - t0
+    fl = merger.finish_log or {}
+    stages = fl.get("stages", merger.records)  # ranked runs its GRASP stages in finish()
     epochs = (merger.finish_log or {}).get("epochs", sum(r.get("epochs", 0) for r in merger.records))
-    test = _ensemble_test(merger, target.test, cache) if cache is not None and isinstance(model, VoteEnsemble) \
-        else evaluate(model, target.test)
-    return {**_metrics(test), "wall_s": wall, "target_epochs": epochs, "curve": curve,
-            "fraction_transferred": [r.get("fraction_transferred") for r in merger.records],
-            "gated": [r.get("gated") for r in merger.records if "gated" in r],
-            "reverted": [r["reverted"] for r in merger.records[1:] if "reverted" in r]}
+    is_vote = isinstance(model, VoteEnsemble)
+    test = _ensemble_test(merger, target.test, cache) if cache is not None and is_vote else evaluate(model, target.test)
+    val = None if is_vote else evaluate(model, target.val)  # what a tuned setting may choose on
+    return {**_metrics(test), "val_accuracy": val and val["accuracy"], "val_loss": val and val["loss"], "wall_s": wall, "target_epochs": epochs, "curve": curve,
+            "fraction_transferred": [r.get("fraction_transferred") for r in stages],
+            "gated": [r.get("gated") for r in stages if "gated" in r],
+            "reverted": [r["reverted"] for r in stages[1:] if "reverted" in r],
+            **({"accepted": len(fl["accepted"])} if "accepted" in fl else {})}  # greedy soup: sources in the soup
+
+
+def run_tuned(method: str, target, sources: list[Path], base: Path, *, lr_grid: tuple[float, ...], **kw) -> dict:
+    """The tuned setting: one run per lr of the shared grid (same budget each), the one with the best
+    target val accuracy (then loss) kept; test metrics never enter the choice."""
+    options = kw.pop("options", None) or {}
+    if not lr_grid or "lr" not in {f.name for f in dataclasses.fields(transfer.config_class(method))}:
+        return run_one(method, target, sources, base, options=options, **kw)
+    runs = {lr: run_one(method, target, sources, base, options={**options, "lr": lr}, **kw) for lr in lr_grid}
+    if any(r["val_accuracy"] is None for r in runs.values()):  # nothing trained: the lr changes nothing
+        return {**runs[lr_grid[0]], "lr": None}
+    best = max(lr_grid, key=lambda lr: (runs[lr]["val_accuracy"], -runs[lr]["val_loss"], -lr))
+    return {**runs[best], "lr": best, "wall_s": sum(r["wall_s"] for r in runs.values()),
+            "lr_val_accuracy": {str(lr): r["val_accuracy"] for lr, r in runs.items()}}
 
 
 def _zoo(dataset: str, domains, cfg: AccuracyConfig) -> Path:
-    out = Path(cfg.zoo_root) / f"{dataset}_{cfg.model}"
-    transfer.build_zoo(domains, out, cfg=transfer.ZooConfig(model=cfg.model), dataset=dataset)
+    out = Path(cfg.zoo_root) / f"{dataset}_{cfg.model}{f'_seed{cfg.zoo_seed}' if cfg.zoo_seed else ''}"
+    transfer.build_zoo(domains, out, cfg=transfer.ZooConfig(model=cfg.model, seed=cfg.zoo_seed), dataset=dataset)
     return out
+
+
+def provenance(cfg: AccuracyConfig, zoos: dict[str, str]) -> dict:
+    """What decides a result file's numbers: seeds, threads, the zoo's bytes, package versions."""
+    import importlib.metadata as md
+    import platform
+
+    versions = {p: md.version(p) for p in ("torch", "numpy", "safetensors", "shiftkit")}
+    return {"seeds": list(cfg.seeds), "zoo_seed": cfg.zoo_seed, "torch_threads": torch.get_num_threads(),
+            "zoo_sha256": zoos, "python": platform.python_version(), "versions": versions,
+            "few_shot": "sample drawn per (target, seed); the source orders of a seed share it, so "
+                        "independent units are (target, seed)"}
 
 
 def _units(cfg: AccuracyConfig):
@@ -128,6 +164,12 @@ def run_accuracy(cfg: AccuracyConfig, out: Path, *, command: str, log=print) -> 
     earlier = old.get("commands") or ([old["command"]] if "command" in old else [])  # older files: one "command"
     commands = [c for c in earlier if c != command] + [command]
     fields = ("dataset", "model", "target", "shots", "seed", "order", "method", "select")
+    settings = ("zoo_seed", "val_folds", "lr_grid")
+    if old and any(json.loads(json.dumps(getattr(cfg, k))) != old["config"].get(k, AccuracyConfig.__dataclass_fields__[k].default)
+                   for k in settings):
+        raise ConfigError(f"{out}: made with other settings ({ {k: old['config'].get(k) for k in settings} }); use another --tag")
+    options = {"val_folds": cfg.val_folds} if cfg.val_folds else {}
+    zoos: dict[str, str] = {}
     for r in rows:
         r.setdefault("model", "small_cnn")  # rows written before the model was recorded
     done = {tuple(r[f] for f in fields): r for r in rows}
@@ -137,6 +179,10 @@ def run_accuracy(cfg: AccuracyConfig, out: Path, *, command: str, log=print) -> 
         if dataset not in domains:
             domains = {dataset: load_domains(dataset)}
             base, _ = transfer.zoo_sources(_zoo(dataset, domains[dataset], cfg))
+            zoos[dataset] = zoo_checksum(base.parent)
+            was = old.get("provenance", {}).get("zoo_sha256", {}).get(dataset)
+            if rows and was != zoos[dataset]:  # rows of another zoo (or of an unrecorded one) must not mix
+                raise ConfigError(f"{out}: its rows come from zoo {was}, not {zoos[dataset]} ({base.parent}); use another --tag")
         # the prototype's setting: base on bin 0, sources = the other bins except the target (K = bins - 2)
         _, paths = transfer.zoo_sources(base.parent, exclude=(target_idx, 0))
         for seed in cfg.seeds:
@@ -156,15 +202,17 @@ def run_accuracy(cfg: AccuracyConfig, out: Path, *, command: str, log=print) -> 
                             twin = done[(*key[:5], cfg.orders[0], *key[6:])]
                             row = {**twin, "order": order, "reused_from_order": cfg.orders[0]}
                         else:
-                            res = run_one(method, target, srcs, base, seed=seed, select=select,
-                                          curve_ds=curve_ds if (order, seed, select) == (cfg.orders[0], cfg.seeds[0], "best_val") else None,
-                                          cache=cache)
+                            res = run_tuned(method, target, srcs, base, seed=seed, select=select, lr_grid=cfg.lr_grid,
+                                            options=options,
+                                            curve_ds=curve_ds if (order, seed, select) == (cfg.orders[0], cfg.seeds[0], "best_val") else None,
+                                            cache=cache)
                             row = {**dict(zip(fields, key)), **res, "n_sources": len(srcs), "n_test": len(target.test),
                                    "n_train": len(target.train), "n_val": len(target.val)}
                         rows.append(row)
                         done[key] = row
             log(f"{dataset} target={target_idx} shots={shots} seed={seed}: {len(rows)} rows, "
                 f"{time.perf_counter() - t_start:.0f}s")
-            atomic_write_json(out, {"commands": commands, "config": dataclasses.asdict(cfg), "rows": rows,
-                                    "threads": torch.get_num_threads()})
+            result = {"commands": commands, "config": dataclasses.asdict(cfg), "rows": rows,
+                      "threads": torch.get_num_threads(), "provenance": provenance(cfg, zoos)}
+            atomic_write_json(out, result)
     return {"commands": commands, "config": dataclasses.asdict(cfg), "rows": rows}

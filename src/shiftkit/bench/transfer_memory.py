@@ -78,6 +78,7 @@ def measure_point(arch: str, method: str, k: int, folder: str) -> dict:
     t0 = time.perf_counter()
     for p in paths:
         merger.absorb(p)
+    merger.finish()  # soup / ranked do their merging here (no epochs: the budget is 0)
     end = _status()
     return {"arch": arch, "method": method, "k": k, "start": start, "end": end, "seconds": time.perf_counter() - t0,
             "params": sum(p.numel() for p in net.parameters())}

@@ -5,8 +5,8 @@
         merger.absorb(path)
     model = merger.finish()
 """
-from . import (best_single_source, ensemble, fusion, grasp, opcm, pearl, target_only, task_arithmetic,  # noqa: F401
-               ties)
+from . import (best_single_source, ensemble, fusion, grasp, greedy_soup, opcm, pearl, ranked, target_only,  # noqa: F401
+               task_arithmetic, ties)
 from .base import (TRANSFER, BaseMerger, MergeConfig, Merger, config_class, create, names, register_transfer,
                    run_sources)
 from .zoo import ZooConfig, build_zoo, zoo_sources

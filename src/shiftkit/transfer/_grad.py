@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from ..data.base import ArrayDataset
 from ..errors import ConfigError
 
-__all__ = ["GRANULARITIES", "alignment_batches", "target_gradients", "groups", "grouped_cosine", "tau_mask",
+__all__ = ["GRANULARITIES", "BN_MODES", "alignment_batches", "target_gradients", "groups", "grouped_cosine", "tau_mask",
            "expand_mask", "taylor_scores"]
 
 GRANULARITIES = ("tensor", "channel", "element")
@@ -30,24 +30,37 @@ def alignment_batches(ds: ArrayDataset, n: int, batch_size: int, *, seed: int) -
     return [(ArrayDataset.to_float(ds.images[i]), ds.labels[i]) for i in order.split(batch_size)]
 
 
-def target_gradients(model: nn.Module, batches: list[tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
-    """∇ of the mean target cross-entropy over all batches, per parameter (train-mode BN).
+BN_MODES = ("train", "eval")
+
+
+def target_gradients(model: nn.Module, batches: list[tuple[Tensor, Tensor]], *, bn_mode: str = "train") -> dict[str, Tensor]:
+    """∇ of the mean target cross-entropy over all batches, per parameter.
+
+    Args:
+        bn_mode: "train" normalises with the batch's statistics (the GRASP authors' mode for the
+            target model); "eval" uses the model's running statistics and no dropout (their mode for
+            the source model: `source_model.eval()`).
 
     Buffers (BN running statistics) are restored afterwards: computing a gradient changes nothing.
     """
+    if bn_mode not in BN_MODES:
+        raise ConfigError(f"bn_mode={bn_mode!r}; valid: {', '.join(BN_MODES)}")
     params = {k: p for k, p in model.named_parameters() if p.requires_grad}
-    saved = {k: b.clone() for k, b in model.named_buffers()}
+    train = bn_mode == "train"
+    saved = {k: b.clone() for k, b in model.named_buffers()} if train else {}  # eval mode never writes them
     was_training = model.training
-    model.train()
+    model.train(train)
     model.zero_grad(set_to_none=True)
     total = sum(len(y) for _, y in batches)
     for x, y in batches:
         (F.cross_entropy(model(x), y, reduction="sum") / total).backward()
-    grads = {k: (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)) for k, p in params.items()}
+    # take the .grad tensors themselves (no clone) and detach them from the model
+    grads = {k: (p.grad if p.grad is not None else torch.zeros_like(p)) for k, p in params.items()}
     model.zero_grad(set_to_none=True)
-    with torch.no_grad():
-        for k, b in model.named_buffers():
-            b.copy_(saved[k])
+    if saved:
+        with torch.no_grad():
+            for k, b in model.named_buffers():
+                b.copy_(saved[k])
     model.train(was_training)
     return grads
 

@@ -22,6 +22,8 @@ from tqdm.auto import tqdm
 from .._registry import Registry
 from ..checkpoints import (LazyCheckpoint, atomic_write_json, check_arch, load_checkpoint, read_metadata,
                            save_checkpoint, validate_tensors)
+from . import _kfold
+from ..data.base import ArrayDataset
 from ..data.domains import Domain
 from ..errors import CheckpointError, ConfigError
 from ..train import FitResult, TrainConfig, evaluate, fit
@@ -49,6 +51,9 @@ class MergeConfig:
     batch_size: int = 32          # reference batch; with 100 target images 128 would be one step per epoch
     select: str = "best_val"      # "best_val": best-validation epoch within each stage; "last": last epoch
     on_bad_source: str = "error"  # "error" rejects a NaN/Inf source; "skip" warns and leaves the run untouched
+    # k >= 2: k-fold selection over every labelled target image (train ∪ val) instead of the ~20 val
+    # images, for training-free selections and the deferred fine-tuning's epoch (see _kfold.py). 0: val split.
+    val_folds: int = 0
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -56,6 +61,8 @@ class MergeConfig:
             raise ConfigError(f"on_bad_source={self.on_bad_source!r}; valid: error, skip")
         if self.select not in ("best_val", "last"):
             raise ConfigError(f"select={self.select!r}; valid: best_val, last")
+        if self.val_folds == 1 or self.val_folds < 0:
+            raise ConfigError(f"val_folds={self.val_folds}; valid: 0 (the val split) or k >= 2 folds")
         if min(self.initial_epochs, self.finetune_epochs) < 0 or self.batch_size < 1:
             raise ConfigError("epochs must be >= 0 and batch_size >= 1")
 
@@ -113,6 +120,7 @@ class BaseMerger:
         self.arch = SimpleNamespace(shiftkit_arch=getattr(model, "shiftkit_arch", None))
         self.num_classes = getattr(model, "shiftkit_config", {}).get("num_classes")
         # shapes/dtypes every source must match, kept on the meta device (no memory)
+        self._folds: list[ArrayDataset] | None = None  # k-fold split of train ∪ val, made on first use
         self.expected = {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in model.state_dict().items()}
 
     # ---- the protocol -------------------------------------------------------------------------
@@ -135,8 +143,12 @@ class BaseMerger:
         """Spend deferred target fine-tuning (merge-then-train methods); sequential methods need none."""
         if self.deferred_training and self.finish_log is None:
             self._before_finish()
-            fit = self.fine_tune(self.deferred_budget(), len(self.records))
-            self.finish_log = {"epochs": self.deferred_budget(), "best_epoch": fit.best_epoch, "history": fit.history}
+            epochs, stage = self.deferred_budget(), len(self.records)
+            if self.cfg.val_folds and epochs and self.cfg.select == "best_val":  # the model has not seen the target yet
+                fit = _kfold.kfold_fit(self.model, self.folds(), self.train_config(epochs, stage))
+            else:
+                fit = self.fine_tune(epochs, stage)
+            self.finish_log = {"epochs": epochs, "best_epoch": fit.best_epoch, "history": fit.history}
         return self.model
 
     def _before_finish(self) -> None:
@@ -188,8 +200,23 @@ class BaseMerger:
         return fit(model, self.target.train, self.target.val, self.train_config(epochs, stage, lr=lr))
 
     def val_metrics(self, model: nn.Module | None = None) -> dict[str, float]:
-        m = evaluate(model if model is not None else self.model, self.target.val)
-        return {"accuracy": m["accuracy"], "loss": m["loss"]}
+        return _metrics(model if model is not None else self.model, self.target.val)
+
+    def selection_metrics(self, model: nn.Module | None = None) -> dict[str, float]:
+        """Metrics for a training-free selection: the val split, or (val_folds = k) the mean over k folds
+        of train ∪ val, with the per-fold values. Only for models not trained on the target."""
+        if self.cfg.val_folds == 0:
+            return self.val_metrics(model)
+        return _kfold.fold_metrics(model if model is not None else self.model, self.folds())
+
+    def folds(self) -> list[ArrayDataset]:
+        """The k-fold split of every labelled target image (made once, seeded by the run's seed)."""
+        if self._folds is None:
+            labelled = _kfold.pool(self.target.train, self.target.val)
+            if len(labelled) < self.cfg.val_folds:
+                raise ConfigError(f"val_folds={self.cfg.val_folds} exceeds the {len(labelled)} labelled target images")
+            self._folds = _kfold.split_folds(labelled, self.cfg.val_folds, seed=self.cfg.seed)
+        return self._folds
 
     def deferred_budget(self) -> int:
         return self.cfg.budget(self.n_absorbed)
@@ -227,6 +254,11 @@ class BaseMerger:
                 self.absorb(r["source"])
             self.run_dir = run_dir
         return [r["source"] for r in self.records]
+
+
+def _metrics(model: nn.Module, ds: ArrayDataset) -> dict[str, float]:
+    m = evaluate(model, ds)
+    return {"accuracy": m["accuracy"], "loss": m["loss"]}
 
 
 def _read_log(state: Path) -> dict:

@@ -1,4 +1,4 @@
-"""Best single source: pick the source with the best target validation accuracy, then fine-tune it."""
+"""Best single source: pick the source with the best target validation accuracy (or k-fold, val_folds), then fine-tune it."""
 from __future__ import annotations
 
 import copy
@@ -24,7 +24,7 @@ class BestSingleSource(BaseMerger):
 
     def _absorb(self, path: Path, stage: int) -> dict:
         self.load_source(path, self._scratch)
-        m = self.val_metrics(self._scratch)
+        m = self.selection_metrics(self._scratch)
         chosen = (m["accuracy"], -m["loss"]) > self.best
         if chosen:
             self.best = (m["accuracy"], -m["loss"])

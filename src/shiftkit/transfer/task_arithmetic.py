@@ -76,7 +76,7 @@ class TaskArithmetic(BaseMerger):
         scores = []
         for lam in self.cfg.lambdas:
             self._apply(merged, lam)
-            m = self.val_metrics()
+            m = self.selection_metrics()
             scores.append((m["accuracy"], -m["loss"], lam))
         best = max(scores)[2]
         self._apply(merged, best)

@@ -6,9 +6,12 @@ num_classes, domain, dataset) and `<out>/zoo.json`, the manifest in domain (temp
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import torch
 
 from .. import models
 from ..checkpoints import atomic_write_json, load_checkpoint, save_checkpoint
@@ -16,7 +19,7 @@ from ..data.domains import Domain
 from ..errors import ConfigError
 from ..train import TrainConfig, evaluate, fit
 
-__all__ = ["ZooConfig", "build_zoo", "zoo_sources"]
+__all__ = ["ZooConfig", "build_zoo", "zoo_sources", "zoo_checksum"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ def build_zoo(domains: list[Domain], out: str | Path, *, cfg: ZooConfig = ZooCon
     make = lambda: models.create(cfg.model, num_classes=len(d0.classes), in_chans=d0.train.shape[0], **cfg.model_kwargs)  # noqa: E731
     base_path = out / "base.safetensors"
     if not base_path.is_file():
+        torch.manual_seed(cfg.seed)  # the base's random init: the zoo is a function of its seed
         net = make()
         fit(net, d0.train, d0.val, TrainConfig(epochs=cfg.base_epochs, lr=cfg.base_lr, batch_size=cfg.batch_size, seed=cfg.seed))
         save_checkpoint(base_path, net, metadata={"domain": d0.name, "dataset": dataset, "role": "base"})
@@ -74,6 +78,19 @@ def zoo_sources(zoo: str | Path, *, exclude: tuple[str | int, ...] = ()) -> tupl
         return zoo / manifest["base"], [zoo / e["path"] for e in keep]
     except (ValueError, KeyError, TypeError) as e:  # not JSON, or not a zoo manifest
         raise ConfigError(f"{manifest_path}: not a readable zoo manifest ({type(e).__name__}: {e})") from None
+
+
+def zoo_checksum(zoo: str | Path) -> str:
+    """sha256 over the base and every source checkpoint, in manifest order (what a zoo's numbers depend on)."""
+    zoo = Path(zoo)
+    manifest = json.loads((zoo / "zoo.json").read_text())
+    h = hashlib.sha256()
+    for name in [manifest["base"]] + [e["path"] for e in manifest["sources"]]:
+        h.update(name.encode())
+        with open(zoo / name, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
 
 
 def quick_report(domains: list[Domain], zoo: str | Path) -> list[dict]:
