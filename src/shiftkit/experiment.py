@@ -181,10 +181,7 @@ def prepare(exp: Experiment, domains=None, *, exclude: tuple[int, ...] | None = 
         if differ and not complete:  # adding sources would mix two settings in one zoo
             raise ConfigError(f"zoo {zoo} was built with other settings ({', '.join(differ)} differ) and lacks "
                               "sources this run needs: point method.zoo (--zoo) to a new folder or remove this one")
-        if differ:  # a zoo given on purpose (shiftkit sources, --sources) is used as it is, but never silently
-            warnings.warn(f"using zoo {zoo} as built ({', '.join(differ)} differ from this run's zoo settings; "
-                          f"its own are in {manifest})", stacklevel=2)
-        if complete:
+        if complete:  # a finished zoo (shiftkit sources, --sources) is used as built; its zoo.json says how
             return
     torch.manual_seed(exp.seed)  # model initialisation draws from the global generator
     build_zoo(domains, zoo, cfg=cfg, dataset=exp.data.name, exclude=exclude)

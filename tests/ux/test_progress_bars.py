@@ -47,6 +47,7 @@ def test_bars_on_a_terminal_only(ux_env, trained, monkeypatch, tty):
     else:
         assert "it/s" not in err and "\r" not in err  # no bar drawn into a log
         assert "fit: epoch 1/1 train_loss" in err and "sweep: point 1/1 done" in err  # but a line per epoch / point
+        assert "absorb (Grasp): source 1/" in err  # and per absorbed source
 
 
 def test_bar_drawn_on_a_terminal_that_reports_no_size(monkeypatch):

@@ -127,3 +127,20 @@ def test_pipeline_merges_then_prunes_structurally_on_the_target(ux_env):
     assert load_model(r["checkpoint"]) is not None
     with pytest.raises(ConfigError, match="pipeline"):
         parse_experiment({**raw, "pipeline": [raw["pipeline"][0], {"kind": "train"}]})
+
+
+def test_a_zoo_is_never_completed_with_other_settings(ux_env):
+    from shiftkit.config import parse_experiment
+    from shiftkit.errors import ConfigError
+    from shiftkit.experiment import prepare
+
+    def exp(target, seed):
+        return parse_experiment({"method": {"kind": "transfer", "zoo": "zoo_mix", "base_epochs": 1, "source_epochs": 1},
+                                 "model": {"kwargs": {"width": 4}}, "data": {"target": target}, "seed": seed})
+
+    prepare(exp(7, 0))
+    before = {p.name: p.read_bytes() for p in Path("zoo_mix").glob("*.safetensors")}
+    prepare(exp(7, 1))  # complete for this target: used as built (its zoo.json records seed 0)
+    with pytest.raises(ConfigError, match="other settings.*seed"):
+        prepare(exp(6, 1))  # would add bin 7's source with seed 1 beside seed-0 sources
+    assert {p.name: p.read_bytes() for p in Path("zoo_mix").glob("*.safetensors")} == before

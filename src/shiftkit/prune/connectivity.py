@@ -30,9 +30,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from ..data.base import ArrayDataset
+from ..progress import Progress
 from ..errors import ConfigError
 from .base import prunable_modules
 
@@ -215,9 +215,11 @@ def _run(model: nn.Module, data: ArrayDataset, batch_size: int, hooks: _Hooks) -
     model.eval()
     try:
         with hooks, torch.no_grad():
-            for i in tqdm(range(0, len(data), batch_size), desc="calibration", leave=False, disable=None):
-                hooks.labels = data.labels[i:i + batch_size]
-                model(ArrayDataset.to_float(data.images[i:i + batch_size]))
+            with Progress(total=-(-len(data) // batch_size), desc="calibration") as bar:  # a bar on a terminal only
+                for i in range(0, len(data), batch_size):
+                    hooks.labels = data.labels[i:i + batch_size]
+                    model(ArrayDataset.to_float(data.images[i:i + batch_size]))
+                    bar.update()
     finally:
         model.train(was_training)
 

@@ -17,7 +17,6 @@ from typing import Callable, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .._registry import Registry
 from ..checkpoints import (LazyCheckpoint, atomic_write_json, check_arch, load_checkpoint, read_metadata,
@@ -26,6 +25,7 @@ from . import _kfold
 from ..data.base import ArrayDataset
 from ..data.domains import Domain
 from ..errors import CheckpointError, ConfigError
+from ..progress import Progress
 from ..train import FitResult, TrainConfig, evaluate, fit
 
 __all__ = ["Merger", "MergeConfig", "BaseMerger", "TRANSFER", "register_transfer", "register_variant", "create",
@@ -288,8 +288,13 @@ def run_sources(merger: BaseMerger, sources: list[str | Path], *, resume: bool =
     if merger.cfg.on_bad_source == "error":  # a bad 7th source fails now, not after hours of merging the first 6
         for s in todo[len(done):]:
             merger.check_source(Path(s))
-    for s in tqdm(todo[len(done):], desc=f"absorb ({type(merger).__name__})", leave=False, disable=None):  # quiet off a tty
-        record = merger.absorb(s)
-        if on_absorb is not None:
-            on_absorb(s, record)
+    remaining = todo[len(done):]
+    with Progress(total=len(remaining), desc=f"absorb ({type(merger).__name__})") as bar:
+        for n, s in enumerate(remaining, len(done) + 1):
+            record = merger.absorb(s)
+            if on_absorb is not None:
+                on_absorb(s, record)
+            bar.update()
+            val = (record.get("val_after") or {}).get("accuracy") if isinstance(record, dict) else None
+            bar.milestone(f"source {n}/{len(todo)} {Path(s).stem}" + (f" val_acc {val:.4f}" if val is not None else ""))
     return merger.finish()
