@@ -218,7 +218,9 @@ def _memory_points(archs: list[str], ks: tuple[int, ...], fusion_caps: dict[str,
 def bench_transfer_memory(archs: str = typer.Option("resnet20,resnet50"), ks: str = typer.Option("2,4,8,16,32,64"),
                           fusion_max_k: str = typer.Option("resnet20=64,resnet50=16", help="fusion holds all K: cap per arch"),
                           folder: Path = typer.Option(Path("runs/bench_memory"), help="synthetic sources (deleted after)"),
-                          results: Path = typer.Option(Path("benchmarks/results")), keep: bool = typer.Option(False)):
+                          results: Path = typer.Option(Path("benchmarks/results")), keep: bool = typer.Option(False),
+                          overhead_only: bool = typer.Option(False, "--overhead-only",
+                                                             help="time the absorb overhead only (run it alone)")):
     """Peak RSS / anonymous memory vs K (fresh process per point) and GRASP's absorb overhead.
 
     Points run in priority order and are saved one by one; a rerun skips the points already measured.
@@ -235,8 +237,9 @@ def bench_transfer_memory(archs: str = typer.Option("resnet20,resnet50"), ks: st
     overhead = [run_overhead(arch, folder / arch) for arch in arch_list]
     _results.write_result(results / "transfer_overhead.json", {"command": cmd, "rows": overhead})
     say(", ".join(f"{o['arch']} absorb overhead {o['ratio']:.2f} (taylor {o['ratio_taylor']:.2f})" for o in overhead))
-    run_memory(_memory_points(arch_list, _ints(ks), caps), folder, results / "transfer_memory.json", command=cmd,
-               log=say)
+    if not overhead_only:
+        run_memory(_memory_points(arch_list, _ints(ks), caps), folder, results / "transfer_memory.json", command=cmd,
+                   log=say)
     if not keep:
         shutil.rmtree(folder, ignore_errors=True)
     _write_section(results)
