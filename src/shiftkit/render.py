@@ -49,8 +49,10 @@ def set_title(ax, text: str, fontsize: float = 9) -> None:
 def draw_lines(ax, series: Series, *, title: str, xlabel: str, ylabel: str, logx: bool = False,
                y_from_zero: bool = False) -> None:
     """One line per series, its std (when given) as a shaded band; log2 x axis ticked at the data's x."""
-    for label, (x, y, err) in series.items():
-        ax.plot(x, y, marker="o", label=label)
+    markers, linestyles = ("o", "s", "^", "D", "v", "x"), ("-", "--", ":", "-.")
+    for i, (label, (x, y, err)) in enumerate(series.items()):
+        marker, linestyle = markers[i % 6], linestyles[i % 4]  # lines that coincide stay visible
+        ax.plot(x, y, marker=marker, linestyle=linestyle, markersize=5, alpha=0.85, label=label)
         if err is not None:
             ax.fill_between(x, [a - b for a, b in zip(y, err)], [a + b for a, b in zip(y, err)], alpha=0.2)
     set_title(ax, title)

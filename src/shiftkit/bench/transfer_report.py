@@ -110,6 +110,12 @@ def _curves(rows: list[dict], plot: Path, title: str) -> None:
         n = min(len(c) for c in curves)
         ms = [mean_std(c[i] for c in curves) for i in range(n)]
         series[m] = (list(range(1, n + 1)), [x.mean for x in ms], [x.std for x in ms] if m == REF else None)
+    n = max((len(x) for x, _, _ in series.values()), default=0)
+    for m in ("best_single_source", "greedy_soup"):  # no per-source curve: their final accuracy as a level line
+        finals = [r["accuracy"] for r in rows if r["method"] == m]
+        if finals and n:
+            level = mean_std(finals).mean
+            series[f"{m} (final)"] = ([1, n], [level, level], None)
     if series:
         line_plot(series, plot, title=title, xlabel="sources absorbed", ylabel="target accuracy (500-image test subsample, seed 0)")
 
