@@ -19,9 +19,10 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .._files import loads_bounded
 from .._registry import Registry
-from ..checkpoints import (LazyCheckpoint, _check_tensor, atomic_write_json, check_arch, load_checkpoint,
-                           read_metadata, save_checkpoint, validate_state)
+from ..checkpoints import (LazyCheckpoint, _check_tensor, atomic_write_json, check_arch, checkpoint_config,
+                           load_checkpoint, read_metadata, save_checkpoint, validate_state)
 from ..data.domains import Domain
 from ..errors import CheckpointError, ConfigError
 from ..train import FitResult, TrainConfig, evaluate, fit
@@ -154,8 +155,8 @@ class BaseMerger:
         """
         with LazyCheckpoint(path) as ckpt:
             check_arch(str(path), ckpt.metadata, self.arch)
-            nc = ckpt.metadata.get("num_classes", "")
-            if nc and self.num_classes is not None and int(nc) != int(self.num_classes):
+            nc = checkpoint_config(str(path), ckpt.metadata).get("num_classes")
+            if nc and self.num_classes is not None and nc != int(self.num_classes):
                 raise CheckpointError(f"{path}: checkpoint has {nc} classes, model has {self.num_classes}")
             validate_state(str(path), ckpt.keys(), self.expected)
             for name, ref in self.expected.items():
@@ -237,7 +238,7 @@ def _read_log(state: Path) -> dict:
     """The transfer log in a run dir's state checkpoint; CheckpointError if it is not a shiftkit run state."""
     meta = read_metadata(state)
     try:
-        log = json.loads(meta["transfer_log"])
+        log = loads_bounded(meta["transfer_log"], f"{state}: transfer_log metadata", CheckpointError, max_bytes=64 << 20)
         if not isinstance(log.get("records"), list) or not all(isinstance(r, dict) and "source" in r for r in log["records"]):
             raise ValueError("records must be a list of {source: ...}")
         log["config"]  # noqa: B018  (must be present)
