@@ -113,6 +113,8 @@ def _check_zip(where: str, path: Path, size: int) -> None:
                 raise CheckpointError(f"{where}: not a torch.save zip (expected one data.pkl, found {len(pkl)})")
             with z.open(pkl[0]) as f:
                 _scan(where, io.BufferedReader(f), size + _SLACK)
+    except CheckpointError:
+        raise
     except (zipfile.BadZipFile, ValueError, EOFError, OSError, NotImplementedError, RuntimeError) as e:
         raise CheckpointError(f"{where}: not a readable torch zip ({type(e).__name__}: {e})") from None
 
@@ -124,6 +126,8 @@ def _check_legacy(where: str, path: Path, size: int) -> None:
             for _ in range(3):
                 _pickle_ops(f)
             _scan(where, f, size + _SLACK)
+        except CheckpointError:
+            raise
         except (ValueError, EOFError, IndexError, KeyError, TypeError) as e:
             raise CheckpointError(f"{where}: refused to load (not a pickle: {type(e).__name__}: {e})") from None
 

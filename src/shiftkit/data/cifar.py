@@ -59,7 +59,18 @@ def _safe_globals(limit: int) -> dict[tuple[str, str], Any]:
 
     def check(nbytes: int, what: str) -> None:
         if nbytes > limit:
-            raise pickle.UnpicklingError(f"{what} would take {nbytes} bytes from a {limit}-byte pickle; refused")
+            raise pickle.UnpicklingError(f"{what} would take {nbytes} bytes, more than this pickle may build "
+                                         f"({limit}); refused")
+
+    class Bounded(np.ndarray):
+        """The array _reconstruct returns: BUILD's __setstate__ may give it a new shape, checked first."""
+
+        def __setstate__(self, state: Any) -> None:
+            if isinstance(state, tuple) and len(state) == 5:
+                shape, dt = state[1], np.dtype(state[2])
+                check(int(np.prod(shape, dtype=object)) * max(dt.itemsize, 8 if dt.hasobject else 1),
+                      f"array of shape {shape}")
+            super().__setstate__(state)
 
     def dtype(*args: Any, **kwargs: Any) -> np.dtype:
         d = np.dtype(*args, **kwargs)
@@ -70,7 +81,7 @@ def _safe_globals(limit: int) -> dict[tuple[str, str], Any]:
         if subtype is not _NDARRAY:
             raise pickle.UnpicklingError("numpy _reconstruct of something other than numpy.ndarray; refused")
         check(int(np.prod(shape, dtype=object)) * np.dtype(dt).itemsize, f"array of shape {shape}")
-        return multiarray._reconstruct(np.ndarray, shape, dt)
+        return multiarray._reconstruct(Bounded, shape, dt)
 
     def bytes_array(*args: Any) -> bytearray:
         check(max([a for a in args if isinstance(a, int)], default=0), "bytearray")
