@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench reliability clean
 setup:
 	bash scripts/setup.sh
 
@@ -14,6 +14,11 @@ test: setup
 	$(PY) -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
 	exit $$rc
+
+# Every reliability check (kills, hostile inputs, fuzzing, bad options, concurrency): regenerates
+# benchmarks/RELIABILITY.md. About 15 minutes on 2 busy cores; a part of it runs in `make test`.
+reliability: setup
+	$(PY) -m tests.reliability.harness
 
 clean:
 	rm -rf .venv runs .pytest_cache

@@ -26,6 +26,7 @@ from .errors import CheckpointError
 
 __all__ = ["load_pt"]
 
+_MALFORMED = (ValueError, EOFError, IndexError, KeyError, TypeError, AttributeError)  # genops on a broken stream
 _SLACK = 1 << 20  # small files may still hold small tensors: sizes up to 1 Mi are always fine
 # callables that allocate from an integer argument (bytearray(n), torch.LongTensor(n), ...)
 _ALLOCATORS = re.compile(r"^(builtins|__builtin__) bytearray$|^torch(\.cuda)?(\.sparse)? \w*(Tensor|Storage)$")
@@ -112,7 +113,12 @@ def _check_zip(where: str, path: Path, size: int) -> None:
             if len(pkl) != 1:
                 raise CheckpointError(f"{where}: not a torch.save zip (expected one data.pkl, found {len(pkl)})")
             with z.open(pkl[0]) as f:
-                _scan(where, io.BufferedReader(f), size + _SLACK)
+                try:
+                    _scan(where, io.BufferedReader(f), size + _SLACK)
+                except CheckpointError:
+                    raise
+                except _MALFORMED:
+                    pass  # torch.load fails at the same op and says why
     except CheckpointError:
         raise
     except (zipfile.BadZipFile, ValueError, EOFError, OSError, NotImplementedError, RuntimeError) as e:
@@ -120,16 +126,17 @@ def _check_zip(where: str, path: Path, size: int) -> None:
 
 
 def _check_legacy(where: str, path: Path, size: int) -> None:
-    """Legacy torch.save: four pickles (magic, protocol, sys info, the object) then raw storages."""
+    """Legacy torch.save: four pickles (magic, protocol, sys info, the object) then raw storages. Each is
+    scanned; a malformed stream ends the scan (torch then fails at the same op and names what it refused:
+    every op it could run before that point has been checked)."""
     with open_regular(path, CheckpointError, "checkpoint") as f:
-        try:
-            for _ in range(3):
-                _pickle_ops(f)
-            _scan(where, f, size + _SLACK)
-        except CheckpointError:
-            raise
-        except (ValueError, EOFError, IndexError, KeyError, TypeError) as e:
-            raise CheckpointError(f"{where}: refused to load (not a pickle: {type(e).__name__}: {e})") from None
+        for _ in range(4):
+            try:
+                _scan(where, f, size + _SLACK)
+            except CheckpointError:
+                raise
+            except _MALFORMED:
+                return
 
 
 def _check_views(where: str, state: dict[str, Tensor], size: int) -> None:

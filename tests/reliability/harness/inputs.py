@@ -71,7 +71,6 @@ def config_inputs(root: Path) -> list[tuple[str, Path]]:
         "num_classes disagrees with config": {"num_classes": "7"},
         "arch unknown": {"arch": "resnet9000"},
         "arch a path": {"arch": "../../etc/passwd"},
-        "other metadata nested deep": {"notes": deep},
     }
     out = []
     for i, (name, change) in enumerate(cases.items()):
@@ -240,7 +239,8 @@ def cifar_inputs(root: Path) -> list[tuple[str, Path]]:
         folder = root / f"cifar_{i}"
         folder.mkdir()
         (folder / "batches.meta").write_bytes(meta)
-        (folder / "test_batch").write_bytes(_cifar_pickle(ops))
+        for batch in ("data_batch_1", "test_batch"):  # what `data cifar10` reads first, and the test split
+            (folder / batch).write_bytes(_cifar_pickle(ops))
         out.append((name, folder))
     return out
 
@@ -274,13 +274,15 @@ def folder_inputs(root: Path) -> list[tuple[str, Path]]:
 
 
 def markup_inputs(root: Path) -> list[tuple[str, Path]]:
-    """Text from the file that rich would read as markup: in metadata, a tensor name, the file name."""
+    """Text from the file that a printer could choke on: rich markup in metadata, in a tensor name, in the
+    file name; a metadata value nested 100,000 levels deep (a recursive pretty-printer)."""
     state, meta = _tiny_state()
     out = []
     cases = {
         "markup in metadata": (state, {**meta, "domain": "[/bold]", "notes": "[red]x[/blue]"}, "markup_meta.safetensors"),
         "markup in a tensor name": ({**state, "[/bold]": torch.zeros(1)}, meta, "markup_tensor.safetensors"),
         "markup in the file name": (state, meta, "[/red].safetensors"),  # a folder "[" holding "red].safetensors"
+        "metadata value nested 100k deep": (state, {**meta, "notes": "[" * 100_000 + "]" * 100_000}, "deep_meta.safetensors"),
     }
     for name, (st, md, fname) in cases.items():
         path = root / fname
@@ -294,3 +296,27 @@ CLASSES = {
     "config": config_inputs, "shape": shape_inputs, "special_file": special_file_inputs, "pt": pt_inputs,
     "cifar": cifar_inputs, "folder": folder_inputs, "markup": markup_inputs,
 }
+
+
+def valid_inputs(root: Path) -> dict[str, Path]:
+    """The valid counterpart of each kind of input (a checkpoint, a CIFAR folder, an image folder): the
+    baseline a command's memory is measured against."""
+    from shiftkit.checkpoints import save_checkpoint
+
+    state, meta = _tiny_state()
+    root.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(root / "model.safetensors", state, metadata=meta)
+    cifar = root / "cifar"
+    cifar.mkdir(exist_ok=True)
+    (cifar / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"a", b"b"]}, 2))
+    rng = np.random.default_rng(0)
+    for batch in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"):
+        data = {b"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8), b"labels": [i % 2 for i in range(20)]}
+        (cifar / batch).write_bytes(pickle.dumps(data, 2))
+    images = root / "images"
+    for domain in ("2001", "2002"):
+        for c in ("a", "b"):
+            (images / domain / c).mkdir(parents=True, exist_ok=True)
+            for k in range(6):
+                _png(images / domain / c / f"{k}.png", 40 * k + (c == "b") * 20)
+    return {"ckpt": root / "model.safetensors", "cifar": cifar, "folder": images}
