@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/reliability.json"))
     p.add_argument("--md", type=Path, default=Path("benchmarks/RELIABILITY.md"))
     args = p.parse_args(argv)
-    command = " ".join(shlex.quote(a) for a in ["python -m tests.reliability.harness", *(argv or sys.argv[1:])])
+    command = " ".join(["python -m tests.reliability.harness", *(shlex.quote(a) for a in (argv or sys.argv[1:]))])
     report = reliability.run(kills=args.kills, prune_kills=args.prune_kills, fuzz_per_format=args.fuzz,
                              hostile_cli_per_kind=args.hostile_cli, jobs=args.jobs, seed=args.seed, work=args.work)
     report["command"] = command

@@ -6,11 +6,11 @@ print) may exit 0 — showing a valid file's odd metadata is right — but must 
 """
 from __future__ import annotations
 
+import json
 import os
-import signal
 import subprocess
 import sys
-import time
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -52,30 +52,41 @@ COMMANDS = {
 }
 
 
+# A small launcher forks and execs each check and reports wait4's peak RSS: Linux carries a process's
+# high-water mark across fork + exec, so a check started straight from this (torch-sized) process would
+# report at least this process's own RSS.
+_SPAWN = """
+import json, os, signal, sys, time
+timeout, argv = float(sys.argv[1]), sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    os.execv(sys.executable, [sys.executable, "-m", "shiftkit", *argv])
+t0, hung = time.monotonic(), False
+while True:
+    done, status, usage = os.wait4(pid, os.WNOHANG)
+    if done:
+        break
+    if time.monotonic() - t0 > timeout:
+        os.kill(pid, signal.SIGKILL)
+        hung = True
+        _, status, usage = os.wait4(pid, 0)
+        break
+    time.sleep(0.05)
+print(json.dumps({"rc": os.waitstatus_to_exitcode(status), "peak_mib": usage.ru_maxrss / 1024, "hung": hung,
+                  "seconds": time.monotonic() - t0}))
+"""
+
+
 def run_check(argv: list[str], *, cwd: Path, timeout: float) -> dict:
     """`python -m shiftkit ARGV`: exit code, stderr, peak RSS (MiB, from wait4), seconds, hung."""
-    err_path = cwd / f".stderr-{os.getpid()}-{time.monotonic_ns()}"
-    t0 = time.monotonic()
-    with open(err_path, "w+") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "shiftkit", *argv], cwd=cwd, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=err, env=child_env(OMP_NUM_THREADS="1", COLUMNS="200"))
-        hung = False
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() - t0 > timeout:
-                os.kill(proc.pid, signal.SIGKILL)
-                hung = True
-                _, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.05)
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: keep Popen from waiting again
+    with tempfile.TemporaryFile("w+", dir=cwd) as err:
+        r = subprocess.run([sys.executable, "-c", _SPAWN, str(timeout), *argv], cwd=cwd, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=err, text=True, timeout=timeout + 60,
+                           env=child_env(OMP_NUM_THREADS="1", COLUMNS="200"))
         err.seek(0)
         stderr = err.read()
-    err_path.unlink()
-    return {"rc": proc.returncode, "stderr": stderr, "peak_mib": usage.ru_maxrss / 1024,
-            "seconds": time.monotonic() - t0, "hung": hung}
+    return {**json.loads(r.stdout.strip().splitlines()[-1]), "stderr": stderr}
 
 
 def _problem(cls: str, path: Path, r: dict, baseline: float) -> str | None:

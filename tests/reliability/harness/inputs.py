@@ -168,6 +168,7 @@ def _zip_bomb(inflated: int, *, lying: bool = False) -> bytes:
 
 
 def _raw_pickle(ops: bytes) -> bytes:
+    """A protocol-2 pickle of hand-written opcodes (what pickle.dumps would never write)."""
     return b"\x80\x02" + ops + b"."
 
 
@@ -215,10 +216,6 @@ def _legacy_header() -> bytes:
     return pickle.dumps(0x1950A86A20F9469CFC6C, 2) + pickle.dumps(1001, 2) + pickle.dumps(sys_info, 2)
 
 
-def _cifar_pickle(ops: bytes) -> bytes:
-    return b"\x80\x02" + ops + b"."
-
-
 def cifar_inputs(root: Path) -> list[tuple[str, Path]]:
     """CIFAR-10 folders whose test batch is a pickle of a few dozen bytes that allocates gigabytes
     through an allowed global; batches.meta is valid. Returns the folders."""
@@ -240,7 +237,7 @@ def cifar_inputs(root: Path) -> list[tuple[str, Path]]:
         folder.mkdir()
         (folder / "batches.meta").write_bytes(meta)
         for batch in ("data_batch_1", "test_batch"):  # what `data cifar10` reads first, and the test split
-            (folder / batch).write_bytes(_cifar_pickle(ops))
+            (folder / batch).write_bytes(_raw_pickle(ops))
         out.append((name, folder))
     return out
 
