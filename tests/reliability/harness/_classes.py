@@ -134,12 +134,13 @@ def run_classes(work: Path, *, timeout: float = 60, jobs: int = 2, every_command
         results = list(pool.map(lambda c: run_check(c[4], cwd=work, timeout=timeout), checks))
     per_class, failures, lines = {}, [], {}
     for (cls, name, path, cmd, argv, baseline), r in zip(checks, results):
-        row = per_class.setdefault(cls, {"inputs": set(), "checks": 0, "commands": set(), "failures": 0,
-                                         "peak_over_baseline_mib": 0.0, "max_seconds": 0.0, "seconds": 0.0})
+        row = per_class.setdefault(cls, {"inputs": set(), "checks": 0, "commands": set(), "failures": 0, "peak_mib": 0.0,
+                                         "peak_over_baseline_mib": -float("inf"), "max_seconds": 0.0, "seconds": 0.0})
         row["inputs"].add(name)
         row["commands"].add(cmd)
         row["checks"] += 1
         row["peak_over_baseline_mib"] = max(row["peak_over_baseline_mib"], r["peak_mib"] - baseline)
+        row["peak_mib"] = max(row["peak_mib"], r["peak_mib"])
         row["max_seconds"] = max(row["max_seconds"], r["seconds"])
         row["seconds"] += r["seconds"]
         problem = _problem(cls, path, r, baseline)

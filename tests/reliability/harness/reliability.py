@@ -174,11 +174,11 @@ def _class_table(cl: dict) -> str:
              "shape": "tensor shapes past 2^63 / zero-size overflow", "special_file": "FIFOs, sockets, devices, folders named *.pt",
              "pt": ".pt expanded views, zip bombs, allocating pickles", "cifar": "CIFAR pickles allocating through allowed globals",
              "folder": "non-UTF-8 folder names, single-class datasets", "print": "markup / deep values in printed text (CLI)"}
-    rows = ["| class | inputs | commands | checks | failed | peak over baseline (max) | time per check (mean / max) |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| class | inputs | commands | checks | failed | peak RSS per check (max) | max over its baseline | "
+            "time per check (mean / max) |", "|---|---|---|---|---|---|---|---|"]
     for cls, c in cl["per_class"].items():
         rows.append(f"| {names.get(cls, cls)} | {c['inputs']} | {', '.join(c['commands'])} | {c['checks']} | "
-                    f"{c['failures']} | {c['peak_over_baseline_mib']:+.0f} MiB | {c['mean_seconds']:.1f} / {c['max_seconds']:.1f} s |")
+                    f"{c['failures']} | {c['peak_mib']:.0f} MiB | {c['peak_over_baseline_mib']:+.0f} MiB | {c['mean_seconds']:.1f} / {c['max_seconds']:.1f} s |")
     return "\n".join(rows)
 
 
