@@ -16,7 +16,7 @@ test: setup
 	exit $$rc
 
 # Every reliability check (kills, hostile inputs, fuzzing, bad options, concurrency): regenerates
-# benchmarks/RELIABILITY.md. About 15 minutes on 2 busy cores; a part of it runs in `make test`.
+# benchmarks/RELIABILITY.md. 6-17 minutes on 2 shared cores (measured); a part of it runs in `make test`.
 reliability: setup
 	$(PY) -m tests.reliability.harness
 
