@@ -1,7 +1,7 @@
 # Two entry points: `make demo` and `make test`. Both set everything up first.
 PY := .venv/bin/python
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench reliability clean
 setup:
 	bash scripts/setup.sh
 
@@ -13,6 +13,11 @@ test: setup
 	$(PY) -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
 	exit $$rc
+
+# Every reliability check (kills, hostile inputs, fuzzing, bad options, concurrency): regenerates
+# benchmarks/RELIABILITY.md. 6-17 minutes on 2 shared cores (measured); a part of it runs in `make test`.
+reliability: setup
+	$(PY) -m tests.reliability.harness
 
 clean:
 	rm -rf .venv runs .pytest_cache

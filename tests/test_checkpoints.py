@@ -27,7 +27,8 @@ def test_roundtrip_with_metadata(tmp_path):
     assert meta["arch"] == "small_cnn" and meta["domain"] == "bin3" and meta["num_classes"] == "4"
     assert json.loads(meta["config"])["width"] == 4
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
-    assert [p.name for p in tmp_path.iterdir()] == ["a.safetensors"]  # no temp file left behind
+    # no temp file left behind; the output's lock file lives until this process lets go of its outputs
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".a.safetensors.lock", "a.safetensors"]
 
 
 def test_lazy_reader_yields_one_tensor(tmp_path):
@@ -151,7 +152,7 @@ def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path, monkeypatch):
     monkeypatch.setattr("os.replace", boom)
     with pytest.raises(OSError):
         atomic_write(path, b"new")
-    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["x.bin"]
+    assert path.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == [".x.bin.lock", "x.bin"]
 
 
 class _Evil:

@@ -6,8 +6,8 @@ so a crash leaves either the old file or the new one, never a half-written one.
 from __future__ import annotations
 
 import json
+import math
 import os
-import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -18,20 +18,30 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
+from ._files import claim_output, loads_bounded, regular_file, umask_mode
 from .errors import CheckpointError, ConfigError
 
 __all__ = ["atomic_write", "atomic_write_json", "save_checkpoint", "read_metadata", "LazyCheckpoint",
            "load_checkpoint", "validate_state", "validate_tensors", "check_arch", "import_pt", "model_metadata",
-           "model_from_checkpoint"]
+           "model_from_checkpoint", "model_spec", "checkpoint_config", "check_shape"]
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write bytes so readers see the old file or the complete new one, never a partial one."""
+def atomic_write(path: str | os.PathLike, data: bytes, *, claim: bool = True) -> None:
+    """Write bytes so readers see the old file or the complete new one, never a partial one.
+
+    With `claim` (the default) this process first takes the output's advisory lock (`claim_output`),
+    so a second process writing the same path gets OutputLockedError instead of silently replacing it.
+    Files shared on purpose (benchmark tables updated under their own lock) pass claim=False.
+    The file gets the permissions of a plain open() under the user's umask, not the temp file's 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if claim:
+        claim_output(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), umask_mode())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -46,8 +56,8 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    atomic_write(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+def atomic_write_json(path: str | os.PathLike, obj, *, claim: bool = True) -> None:
+    atomic_write(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode(), claim=claim)
 
 
 def model_metadata(model: nn.Module, **extra) -> dict[str, str]:
@@ -90,15 +100,17 @@ class LazyCheckpoint:
     """Reads one tensor at a time (`safe_open`), so merges never hold a whole source."""
 
     def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise CheckpointError(f"{self.path}: checkpoint not found")
+        self.path = regular_file(path, CheckpointError, "checkpoint")
         try:
             self._f = safe_open(str(self.path), framework="pt")
             self.metadata: dict[str, str] = self._f.metadata() or {}
             self._keys = list(self._f.keys())
+            shapes = {k: list(self._f.get_slice(k).get_shape()) for k in self._keys}
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(f"{self.path}: not a valid safetensors file ({e})") from e
+        for name, shape in shapes.items():  # from the header, before any tensor is materialised
+            check_shape(str(self.path), name, shape)
+        self._shapes = shapes
 
     def keys(self) -> list[str]:
         return list(self._keys)
@@ -114,7 +126,7 @@ class LazyCheckpoint:
     def shape(self, name: str) -> list[int]:
         if name not in self._keys:
             raise CheckpointError(f"{self.path}: tensor {name!r} missing")
-        return list(self._f.get_slice(name).get_shape())
+        return list(self._shapes[name])
 
     def close(self) -> None:
         self._f = None
@@ -124,6 +136,19 @@ class LazyCheckpoint:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+MAX_DIM = 1 << 40  # no real tensor has a dimension of a trillion; 2^63 overflows torch's size arithmetic
+
+
+def check_shape(where: str, name: str, shape: list[int] | tuple[int, ...]) -> None:
+    """A tensor shape torch can represent: every dimension (zero-size tensors included) and the product of
+    the non-zero ones at most MAX_DIM. CheckpointError naming the tensor otherwise."""
+    span = 1
+    for d in shape:
+        span *= max(int(d), 1)
+    if any(int(d) < 0 or int(d) > MAX_DIM for d in shape) or span > MAX_DIM:
+        raise CheckpointError(f"{where}: tensor {name!r} declares shape {list(shape)}, beyond what a tensor can hold")
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -206,45 +231,91 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, *, nonfinite: str
     return metadata
 
 
+MAX_CLASSES = 1_000_000  # ImageNet-21k has 21,841; a million is a typo or an attack, never a model
+MAX_CHANS = 1024
+MAX_OPTION = 1_000_000  # widths, depths, multipliers: far above any model that fits in memory
+
+
+def _positive_int(where: str, key: str, value, limit: int) -> int:
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        raise CheckpointError(f"{where}: metadata {key}={value!r} must be an integer in [1, {limit}]")
+    return value
+
+
+def checkpoint_config(where: str, meta: dict[str, str]) -> dict:
+    """The model config in a checkpoint's metadata, validated: the one check of untrusted configs.
+    Bounded JSON of scalars; class and channel counts integers in range; other numbers finite and in
+    [0, MAX_OPTION]; a top-level num_classes must agree with the config's (and fills it in)."""
+    cfg = loads_bounded(meta.get("config") or "{}", f"{where}: 'config' metadata", CheckpointError)
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{where}: 'config' metadata is a JSON {type(cfg).__name__}, not an object")
+    for key, value in cfg.items():
+        if isinstance(value, (dict, list)) or (isinstance(value, str) and len(value) > 256):
+            raise CheckpointError(f"{where}: config option {key[:80]!r} must be a short scalar, got {str(value)[:40]!r}...")
+        if isinstance(value, float) and not (math.isfinite(value) and 0 <= value <= MAX_OPTION):
+            raise CheckpointError(f"{where}: config option {key!r}={value!r} must be a finite number in [0, {MAX_OPTION}]")
+        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= MAX_OPTION:
+            raise CheckpointError(f"{where}: config option {key!r}={value!r} must lie in [0, {MAX_OPTION}]")
+    for key, limit in (("num_classes", MAX_CLASSES), ("in_chans", MAX_CHANS)):
+        if key in cfg:
+            cfg[key] = _positive_int(where, f"config {key}", cfg[key], limit)
+    if meta.get("num_classes"):
+        top = _positive_int(where, "num_classes", meta["num_classes"], MAX_CLASSES)
+        if cfg.setdefault("num_classes", top) != top:
+            raise CheckpointError(f"{where}: metadata num_classes={top} disagrees with its config ({cfg['num_classes']})")
+    return cfg
+
+
+def model_spec(where: str, meta: dict[str, str], *, default_arch: str | None = None) -> tuple[str, dict]:
+    """The (arch, config) a checkpoint's metadata asks to rebuild: a registered arch, a valid config."""
+    from . import models
+
+    arch = meta.get("arch") or default_arch
+    if not arch:
+        raise CheckpointError(f"{where}: no shiftkit metadata (arch); import it first: shiftkit import {where} --arch NAME")
+    if arch not in models.MODELS:
+        raise CheckpointError(f"{where}: metadata arch {arch[:80]!r} is not a known model; valid: {', '.join(models.names())}")
+    return arch, checkpoint_config(where, meta)
+
+
 def model_from_checkpoint(path: str | os.PathLike, *, default_arch: str | None = None) -> nn.Module:
     """A fresh model of the arch and config in a shiftkit checkpoint's metadata (weights not loaded).
 
-    Missing or unreadable metadata (a foreign file, a hand-edited config) -> CheckpointError naming the file.
+    The model is first built on the meta device (no memory) and compared with the tensor shapes the file
+    declares, so a config asking for a width of a billion is refused before anything is allocated.
+    Missing, unreadable or lying metadata -> CheckpointError naming the file.
     """
     from . import models
 
-    meta = read_metadata(path)
-    arch = meta.get("arch") or default_arch
+    with LazyCheckpoint(path) as ckpt:
+        arch, cfg = model_spec(str(path), ckpt.metadata, default_arch=default_arch)
+        declared = {k: ckpt.shape(k) for k in ckpt.keys()}
     try:
-        cfg = json.loads(meta.get("config") or "{}")
-        if not isinstance(cfg, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as e:
-        raise CheckpointError(f"{path}: unreadable 'config' metadata ({e})") from None
-    if not arch:
-        raise CheckpointError(f"{path}: no shiftkit metadata (arch); import it first: shiftkit import {path} --arch NAME")
-    try:
-        return models.create(arch, **cfg)
-    except TypeError as e:
-        raise CheckpointError(f"{path}: config metadata {cfg} does not fit model {arch!r} ({e})") from None
+        with torch.device("meta"):
+            skeleton = models.create(arch, **cfg)
+    except (TypeError, ValueError, RuntimeError, OverflowError, ZeroDivisionError) as e:
+        raise CheckpointError(f"{path}: config metadata {json.dumps(cfg)[:200]} does not build model {arch!r} "
+                              f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})") from None
+    state = skeleton.state_dict()
+    for name, t in state.items():
+        if name in declared and list(t.shape) != declared[name]:
+            raise CheckpointError(f"{path}: config metadata builds tensor {name!r} of shape {tuple(t.shape)}, "
+                                  f"the file holds {tuple(declared[name])}")
+    wanted = sum(t.numel() for t in state.values())
+    held = sum(math.prod(s) for s in declared.values())
+    if wanted > 2 * held + (1 << 20):
+        raise CheckpointError(f"{path}: config metadata builds a model of {wanted} values, the file holds {held}")
+    return models.create(arch, **cfg)
 
 
 def import_pt(path: str | os.PathLike) -> dict[str, Tensor]:
-    """A `.pt`/`.pth` state dict, loaded with weights_only=True: a pickle cannot run code."""
-    try:
-        with warnings.catch_warnings():  # torch warns about pickle protocols > 2: noise beside the outcome
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: checkpoint not found") from None
-    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError... on hostile or corrupt files
-        # torch's message suggests retrying with weights_only=False; show only what was refused
-        found = re.search(r"(?:Unsupported global: |unsupported )GLOBAL [\w.]+|Unsupported operand \d+", str(e))
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [""]  # EOFError: no text
-        reason = found.group(0) if found else lines[0][:200]
-        raise CheckpointError(f"{path}: refused to load ({type(e).__name__}: {reason})") from e
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
+    """A `.pt`/`.pth` state dict, loaded with weights_only=True (a pickle cannot run code) after size
+    checks from the zip and pickle headers (`_pt.load_pt`): nothing it claims is allocated unchecked."""
+    from ._pt import load_pt
+
+    obj = load_pt(path)
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise CheckpointError(f"{path}: not a state dict of tensors")
     return obj

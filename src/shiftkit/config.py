@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from ._files import read_regular
 from .errors import ConfigError, suggest
 
 __all__ = ["Experiment", "DataConfig", "ModelConfig", "BudgetConfig", "EvalConfig", "TrainMethod", "TransferMethod",
@@ -333,9 +334,10 @@ def parse_experiment(raw: Any, *, where: str = "<config>", text: str = "") -> Ex
 def load_experiment(path: str | os.PathLike, *, overrides: list[str] | dict[str, Any] = ()) -> Experiment:
     """Read and validate an experiment YAML; `overrides` set dotted keys after reading."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: experiment file not found")
-    text = path.read_text()
+    try:
+        text = read_regular(path, ConfigError, "experiment file", max_bytes=16 << 20).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: experiment file is not UTF-8 text ({e})") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:

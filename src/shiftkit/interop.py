@@ -15,12 +15,12 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
 from .checkpoints import (LazyCheckpoint, atomic_write, import_pt, model_metadata, read_metadata, save_checkpoint,
                           validate_state, validate_tensors)
+from ._files import loads_bounded
 from .errors import CheckpointError
 
 __all__ = ["read_state", "match_keys", "import_state", "as_source", "import_checkpoint", "fold_masks",
@@ -35,12 +35,8 @@ def read_state(path: str | os.PathLike) -> dict[str, Tensor]:
     path = Path(path)
     if path.suffix in PT_SUFFIXES:
         return import_pt(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        return load_file(str(path))
-    except Exception as e:  # safetensors raises its own error types on corrupt headers
-        raise CheckpointError(f"{path}: not a valid safetensors file ({e})") from e
+    with LazyCheckpoint(path) as ckpt:  # checks the file and every declared shape before reading
+        return {k: ckpt.get(k) for k in ckpt.keys()}
 
 
 def match_keys(state: dict[str, Tensor], expected: list[str]) -> dict[str, Tensor]:
@@ -137,7 +133,8 @@ def export_checkpoint(src: str | os.PathLike | nn.Module, out: str | os.PathLike
     else:
         state, meta = export_state(read_state(src)), _metadata_or_empty(src)
     keep = {k: meta[k] for k in ("arch", "num_classes", "config", "domain", "method", "sparsity") if meta.get(k)}
-    cfg = json.loads(keep.get("config", "{}") or "{}")
+    cfg = loads_bounded(keep.get("config", "{}") or "{}", f"{src}: 'config' metadata", CheckpointError)
+    cfg = cfg if isinstance(cfg, dict) else {}
     keep.update(format="pt", in_chans=str(cfg.get("in_chans", "")), exported_by="shiftkit")
     atomic_write(out, st_save(state, metadata={k: str(v) for k, v in keep.items()}))
     return {"out": str(out), "tensors": len(state), "arch": keep.get("arch", "")}
@@ -177,7 +174,8 @@ def _row(name: str, t: Tensor) -> dict:
 
 
 def _maybe_json(v: str):
+    """A metadata value as JSON when it is bounded, well-formed JSON; else the text itself."""
     try:
-        return json.loads(v)
-    except (json.JSONDecodeError, TypeError, RecursionError):  # nested past the decoder's limit: keep the text
+        return loads_bounded(v, "metadata", CheckpointError)
+    except CheckpointError:  # unbounded, deeply nested or not JSON: keep the text
         return v

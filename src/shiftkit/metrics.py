@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .errors import ConfigError
+
 __all__ = ["classification_metrics", "count_params", "conv_linear_flops"]
 
 
@@ -16,6 +18,8 @@ def classification_metrics(logits: Tensor, labels: Tensor) -> dict[str, float]:
     from torchmetrics.functional.classification import multiclass_accuracy, multiclass_auroc, multiclass_f1_score
 
     c = logits.shape[1]
+    if c < 2:
+        raise ConfigError(f"classification metrics need at least 2 classes, the model outputs {c}")
     probs = logits.float().softmax(1)
     return {
         "accuracy": multiclass_accuracy(probs, labels, num_classes=c, average="micro").item(),

@@ -90,7 +90,7 @@ def test_not_a_cifar_folder(tmp_path):
 def test_missing_batch_file(tmp_path):
     folder = _cifar10(tmp_path)
     (folder / "data_batch_3").unlink()
-    with pytest.raises(DataError, match="data_batch_3 not found"):
+    with pytest.raises(DataError, match="data_batch_3: CIFAR file not found"):
         load_cifar(folder, train=True)
 
 

@@ -1,8 +1,8 @@
-"""One forking zygote per session (imports paid once) for the crash and CLI checks."""
+"""One forking zygote per session (imports paid once) for the kill-anywhere campaigns."""
 import pytest
 import torch
 
-from shiftkit.bench._zygote import Zygote
+from harness._zygote import Zygote
 
 
 @pytest.fixture(scope="session")

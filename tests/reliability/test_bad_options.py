@@ -4,7 +4,7 @@ of another arch / class count / width, unknown names, damaged manifests and chec
 import pytest
 import torch
 
-from shiftkit.bench._badopts import make_fixtures, run_api_cases, run_cli_case, run_cli_cases
+from harness._badopts import make_fixtures, run_api_cases, run_cli_case, run_cli_cases
 
 
 @pytest.fixture(scope="module")
@@ -19,9 +19,15 @@ def test_api_rejects_every_bad_option(fixtures):
     assert report["failures"] == []
 
 
-def test_cli_rejects_every_bad_option_in_one_line(fixtures, zygote):
-    report = run_cli_cases(fixtures, runner=zygote.run_cli)
-    assert report["cases"] >= 35
+# A sample through `python -m shiftkit` (a fresh interpreter per case, as a user runs it); every case
+# runs in the harness (`make reliability`).
+SAMPLE = {"transfer target out of range", "eval checkpoint with garbage config", "transfer zoo manifest not JSON",
+          "transfer tau=abc", "import code-carrying .pt", "transfer tau=1.5"}
+
+
+def test_cli_rejects_bad_options_in_one_line(fixtures):
+    report = run_cli_cases(fixtures, runner=lambda argv: run_cli_case(argv, cwd=fixtures["out"].parent), names=SAMPLE)
+    assert report["cases"] == len(SAMPLE)
     assert report["failures"] == []
     assert all(line.startswith("shiftkit: error: ") for line in report["stderr"].values())
     # regressions: these printed a traceback (IndexError, JSONDecodeError, typer's vendored click errors)

@@ -1,6 +1,6 @@
 """Several processes writing one RESULTS.md (update_section) and one JSON result (write_result) at
 once, with a reader watching: no section lost, no partial file ever visible, no temp file left."""
-from shiftkit.bench._concurrency import concurrent_writers
+from harness._concurrency import concurrent_writers
 
 
 def test_concurrent_benchmark_writers_lose_nothing(tmp_path):

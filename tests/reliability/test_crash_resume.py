@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from shiftkit import transfer
-from shiftkit.bench._crash import TRANSFER_CFG, crash_campaign
-from shiftkit.bench._crash_prune import prune_campaign
+from harness._crash import TRANSFER_CFG, crash_campaign
+from harness._crash_prune import prune_campaign
 from shiftkit.bench._results import append_jsonl, read_jsonl
-from shiftkit.bench._tiny import tiny_domains, tiny_net, tiny_zoo
+from harness._tiny import tiny_domains, tiny_net, tiny_zoo
 from shiftkit.checkpoints import save_checkpoint
 from shiftkit.errors import CheckpointError, DataError
 

@@ -10,7 +10,7 @@ import zlib
 import numpy as np
 import pytest
 
-from shiftkit.bench._fuzz import FORMATS, make_case, mutate, run_fuzz
+from harness._fuzz import FORMATS, make_case, mutate, run_fuzz
 from shiftkit.data import load_cifar, read_idx
 from shiftkit.errors import DataError
 

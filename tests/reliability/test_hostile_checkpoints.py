@@ -6,8 +6,9 @@ import pickle
 import pytest
 import torch
 
-from shiftkit.bench._hostile import check_hostile, check_hostile_cli, hostile_files
-from shiftkit.bench._tiny import tiny_domains, tiny_net
+from harness._badopts import run_cli_case
+from harness._hostile import check_hostile, check_hostile_cli, hostile_files
+from harness._tiny import tiny_domains, tiny_net
 from shiftkit.checkpoints import import_pt, load_checkpoint
 from shiftkit.errors import CheckpointError
 from shiftkit.transfer import create
@@ -64,9 +65,9 @@ def test_oversized_header_claim_is_refused_without_allocating(tmp_path):
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
 
 
-def test_cli_refuses_hostile_files_in_one_line(tmp_path, zygote):
-    report = check_hostile_cli(tmp_path, zygote.run_cli, limit=4)
-    assert report["cli_checks"] == 16 and report["failures"] == []
+def test_cli_refuses_hostile_files_in_one_line(tmp_path):
+    report = check_hostile_cli(tmp_path, lambda argv: run_cli_case(argv, cwd=tmp_path), limit=2)
+    assert report["cli_checks"] == 8 and report["failures"] == []
 
 
 def test_lazy_shape_of_a_missing_tensor_is_a_checkpoint_error(tmp_path):

@@ -45,12 +45,13 @@ def update_section(section: str, body: str, *, path: Path = RESULTS_MD) -> None:
             text = head + block + rest.split(end, 1)[1]
         else:
             text = text.rstrip() + "\n\n" + block + "\n"
-        atomic_write(path, text.encode())
+        atomic_write(path, text.encode(), claim=False)  # shared by design: serialised by locked()
 
 
 def write_result(path: str | os.PathLike, obj) -> None:
-    """One benchmark's JSON result (atomic, so a crashed run never leaves half a file)."""
-    atomic_write_json(path, obj)
+    """One benchmark's JSON result (atomic, so a crashed run never leaves half a file). Benchmark
+    processes may share one result file on purpose, so no per-process output claim is taken."""
+    atomic_write_json(path, obj, claim=False)
 
 
 def append_jsonl(path: str | os.PathLike, obj) -> None:

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from .._files import open_regular
 from ..errors import ConfigError, DataError
 from .base import ArrayDataset
 
@@ -50,8 +51,14 @@ def subdirs(folder: Path) -> list[Path]:
     """Visible sub-folders of `folder` in natural order."""
     if not folder.is_dir():
         raise DataError(f"folder {folder} does not exist")
-    return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                  key=lambda p: natural_key(p.name))
+    dirs = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    for p in dirs:  # names become domain / class names in checkpoints and results, which are UTF-8
+        try:
+            p.name.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(p.name).decode("utf-8", "replace")
+            raise DataError(f"folder {folder}: sub-folder name {shown!r} is not valid UTF-8; rename it") from None
+    return sorted(dirs, key=lambda p: natural_key(p.name))
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -75,7 +82,7 @@ def scan_classes(folder: Path, classes: Collection[str] | None = None) -> dict[s
 def read_image(path: Path, *, size: int | None = None, channels: int = 3) -> np.ndarray:
     """Decode one image to uint8 (C, H, W); resized to size x size (bilinear) when given."""
     try:
-        with Image.open(path) as img:  # reads the header only
+        with open_regular(path, DataError, "image") as f, Image.open(f) as img:  # reads the header only
             if Image.MAX_IMAGE_PIXELS and img.width * img.height > Image.MAX_IMAGE_PIXELS:  # refuse before decoding
                 raise DataError(f"image {path} is {img.width}x{img.height} pixels, past PIL's decompression-bomb "
                                 f"limit of {Image.MAX_IMAGE_PIXELS} (raise PIL.Image.MAX_IMAGE_PIXELS if it is real)")

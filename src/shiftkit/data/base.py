@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..errors import DataError
 
-__all__ = ["ArrayDataset", "data_root", "DEBIAN_FMNIST"]
+__all__ = ["ArrayDataset", "data_root", "require_classes", "DEBIAN_FMNIST"]
 
 DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -91,6 +91,14 @@ class ArrayDataset(torch.utils.data.Dataset):
         dataset = loader.dataset
         names = classes or getattr(dataset, "classes", None) or [str(c) for c in range(int(labels.max()) + 1)]
         return cls(images, labels, list(names))
+
+
+def require_classes(where: str | os.PathLike, classes: list[str]) -> list[str]:
+    """`classes` if there are at least two: one class cannot train or score a classifier."""
+    if len(classes) < 2:
+        raise DataError(f"{where}: found {len(classes)} class{'es' if len(classes) != 1 else ''} "
+                        f"{classes}; a classifier needs at least 2 class folders")
+    return classes
 
 
 def data_root(path: str | os.PathLike | None = None, default: Path = DEBIAN_FMNIST) -> Path:

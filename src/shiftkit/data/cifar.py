@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import importlib
+import io
 import os
 import pickle
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._files import read_regular
 from ..errors import DataError
 from .base import ArrayDataset
 
@@ -27,6 +29,8 @@ __all__ = ["load_cifar", "CIFAR10_FOLDER", "CIFAR100_FOLDER"]
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR100_FOLDER = "cifar-100-python"
 _ROW = 3 * 32 * 32  # one image per row: 1024 red, 1024 green, 1024 blue values
+_MAX_FILE = 1 << 30  # the largest real batch (CIFAR-100 train) is 155 MB
+_SLACK = 1 << 20  # what small pickles may build beyond their own size (Python object overhead)
 
 
 def _numpy_module(name: str) -> Any:
@@ -37,44 +41,87 @@ def _numpy_module(name: str) -> Any:
         return importlib.import_module(f"numpy.core.{name}")
 
 
-def _safe_globals() -> dict[tuple[str, str], Any]:
+class _NdarrayName:
+    """What a pickle gets for `numpy.ndarray`: only the first argument of _reconstruct. Calling it
+    (`ndarray((3 << 30,))` allocates gigabytes from a few bytes) is refused."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise pickle.UnpicklingError("numpy.ndarray called directly; refused")
+
+
+_NDARRAY = _NdarrayName()
+
+
+def _safe_globals(limit: int) -> dict[tuple[str, str], Any]:
+    """The globals an array pickle needs, each refusing to build more than `limit` bytes (the pickle's
+    own size): an allow-list bounds what is called, this bounds how much it may allocate."""
     multiarray, numeric = _numpy_module("multiarray"), _numpy_module("numeric")
+
+    def check(nbytes: int, what: str) -> None:
+        if nbytes > limit:
+            raise pickle.UnpicklingError(f"{what} would take {nbytes} bytes, more than this pickle may build "
+                                         f"({limit}); refused")
+
+    class Bounded(np.ndarray):
+        """The array _reconstruct returns: BUILD's __setstate__ may give it a new shape, checked first."""
+
+        def __setstate__(self, state: Any) -> None:
+            if isinstance(state, tuple) and len(state) == 5:
+                shape, dt = state[1], np.dtype(state[2])
+                check(int(np.prod(shape, dtype=object)) * max(dt.itemsize, 8 if dt.hasobject else 1),
+                      f"array of shape {shape}")
+            super().__setstate__(state)
+
+    def dtype(*args: Any, **kwargs: Any) -> np.dtype:
+        d = np.dtype(*args, **kwargs)
+        check(d.itemsize, f"dtype {d}")
+        return d
+
+    def reconstruct(subtype: Any, shape: Any, dt: Any) -> np.ndarray:
+        if subtype is not _NDARRAY:
+            raise pickle.UnpicklingError("numpy _reconstruct of something other than numpy.ndarray; refused")
+        check(int(np.prod(shape, dtype=object)) * np.dtype(dt).itemsize, f"array of shape {shape}")
+        return multiarray._reconstruct(Bounded, shape, dt)
+
+    def bytes_array(*args: Any) -> bytearray:
+        check(max([a for a in args if isinstance(a, int)], default=0), "bytearray")
+        return bytearray(*args)
+
     allowed: dict[tuple[str, str], Any] = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("_codecs", "encode"): codecs.encode,  # how protocol 2 writes bytes
-        ("builtins", "bytearray"): bytearray,
-        ("__builtin__", "bytearray"): bytearray,
+        ("numpy", "ndarray"): _NDARRAY,
+        ("numpy", "dtype"): dtype,
+        ("_codecs", "encode"): codecs.encode,  # how protocol 2 writes bytes (sized by the pickle's own text)
+        ("builtins", "bytearray"): bytes_array,
+        ("__builtin__", "bytearray"): bytes_array,
     }
     for core in ("numpy.core", "numpy._core"):  # pickles name either, whatever numpy reads them
-        allowed[(f"{core}.multiarray", "_reconstruct")] = multiarray._reconstruct
-        allowed[(f"{core}.multiarray", "scalar")] = multiarray.scalar
-        allowed[(f"{core}.numeric", "_frombuffer")] = numeric._frombuffer  # protocol 5
+        allowed[(f"{core}.multiarray", "_reconstruct")] = reconstruct
+        allowed[(f"{core}.multiarray", "scalar")] = multiarray.scalar  # sized by its bytes argument
+        allowed[(f"{core}.numeric", "_frombuffer")] = numeric._frombuffer  # a view of bytes from the pickle
     return allowed
 
 
-_SAFE_GLOBALS = _safe_globals()
-
-
 class _SafeUnpickler(pickle.Unpickler):
-    """Resolves only the globals in _SAFE_GLOBALS; anything else is refused."""
+    """Resolves only the bounded globals of _safe_globals; anything else is refused."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(io.BytesIO(data), encoding="bytes")  # BytesIO: a claimed length never pre-allocates
+        self._allowed = _safe_globals(len(data) + _SLACK)
 
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return _SAFE_GLOBALS[(module, name)]
+            return self._allowed[(module, name)]
         except KeyError:
             raise pickle.UnpicklingError(f"refusing to load global {module}.{name}") from None
 
 
 def _unpickle(path: Path) -> dict[str, Any]:
     """One CIFAR pickle -> dict with str keys."""
-    if not path.is_file():
-        raise DataError(f"CIFAR file {path} not found")
+    data = read_regular(path, DataError, "CIFAR file", max_bytes=_MAX_FILE)
     try:
-        with path.open("rb") as f:
-            obj = _SafeUnpickler(f, encoding="bytes").load()
+        obj = _SafeUnpickler(data).load()
     except Exception as e:  # a corrupt or hostile pickle can fail in nearly any way
-        raise DataError(f"{path} is not a readable CIFAR pickle: {type(e).__name__}: {e}") from e
+        raise DataError(f"{path} is not a readable CIFAR pickle: {type(e).__name__}: {str(e)[:300]}") from e
     if not isinstance(obj, dict):
         raise DataError(f"{path} holds a {type(obj).__name__}, expected a CIFAR dict")
     return {k.decode("latin1") if isinstance(k, bytes) else str(k): v for k, v in obj.items()}

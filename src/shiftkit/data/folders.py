@@ -15,7 +15,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 from ._images import build_dataset, list_images, natural_key, read_images, scan_classes, subdirs
-from .base import ArrayDataset
+from .base import ArrayDataset, require_classes
 
 __all__ = [
     "load_image_folder",
@@ -43,8 +43,8 @@ YEARBOOK_PERIODS = (
 _GENDERS = ("F", "M")
 
 
-def _union_classes(scans: list[dict[str, list[Path]]]) -> list[str]:
-    return sorted({c for scan in scans for c in scan})
+def _union_classes(scans: list[dict[str, list[Path]]], root: Path) -> list[str]:
+    return require_classes(root, sorted({c for scan in scans for c in scan}))
 
 
 def load_image_folder(root: str | os.PathLike, *, size: int | None = None,
@@ -65,7 +65,7 @@ def load_image_folder(root: str | os.PathLike, *, size: int | None = None,
     scans = {d.name: scan_classes(d) for d in subdirs(root)}
     if not scans:
         raise DataError(f"{root} has no domain folders")
-    classes = _union_classes(list(scans.values()))
+    classes = _union_classes(list(scans.values()), root)
     return {name: build_dataset(files, classes, size=size, channels=channels, meta={"domain": name})
             for name, files in scans.items()}
 
@@ -91,7 +91,7 @@ def load_presplit(root: str | os.PathLike, *, size: int | None = None,
     if not is_presplit(root):
         raise DataError(f"{root} is not pre-split: expected <domain>/train[/val/test]/<class>/<image>")
     scans = {d.name: {s: scan_classes(d / s) for s in SPLITS if (d / s).is_dir()} for d in subdirs(root)}
-    classes = _union_classes([scan for splits in scans.values() for scan in splits.values()])
+    classes = _union_classes([scan for splits in scans.values() for scan in splits.values()], root)
     return {name: {s: build_dataset(files, classes, size=size, channels=channels,
                                     meta={"domain": name, "split": s})
                    for s, files in splits.items()}
@@ -140,7 +140,7 @@ def load_clear(root: str | os.PathLike, *, bins: int | None = None, classes: lis
         raise DataError(f"{folder} must hold numbered CLEAR bucket folders, found {bad or 'none'}")
     groups = _clear_groups({int(d.name): d for d in dirs}, bins, folder)
     if classes is None:
-        classes = sorted({c.name for _, members in groups for b in members for c in subdirs(b)})
+        classes = require_classes(folder, sorted({c.name for _, members in groups for b in members for c in subdirs(b)}))
     else:
         found = {c.name for _, members in groups for b in members for c in subdirs(b)}
         unknown = [c for c in classes if c not in found]

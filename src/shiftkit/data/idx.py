@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._files import open_regular
 from ..errors import DataError
 from .base import ArrayDataset, data_root
 
@@ -37,9 +38,8 @@ def _read_exact(f, n: int) -> bytes:
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read one IDX file (gzipped or not); the magic number and sizes are checked before the data is read."""
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rb") as f:
+        with open_regular(path, DataError) as raw_f, (gzip.GzipFile(fileobj=raw_f) if path.suffix == ".gz" else raw_f) as f:
             raw = _read_exact(f, 4)
             if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES or raw[3] == 0:
                 raise DataError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
@@ -52,8 +52,6 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             dtype = np.dtype(_DTYPES[raw[2]])
             expected = int(np.prod(dims, dtype=object)) * dtype.itemsize  # object: no int64 overflow
             data = _read_exact(f, expected + 1)  # one byte past the claim reveals trailing data
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
     except (OSError, EOFError, zlib.error) as e:  # zlib.error: a corrupt deflate stream inside a valid gzip header
         raise DataError(f"{path}: cannot read ({e})") from e
     if len(data) != expected:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .._files import read_regular
 from ..errors import ConfigError, DataError
 from ._images import build_dataset, list_images
 from .base import ArrayDataset
@@ -29,8 +30,8 @@ def _find_folder(root: Path) -> Path:
 
 def _read_lines(path: Path) -> list[str]:
     try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
+        return read_regular(path, DataError, max_bytes=64 << 20).decode("utf-8").splitlines()
+    except UnicodeDecodeError as e:
         raise DataError(f"cannot read {path}: {e}") from e
 
 

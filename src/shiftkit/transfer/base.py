@@ -18,9 +18,10 @@ from typing import Callable, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from .._files import loads_bounded
 from .._registry import Registry
-from ..checkpoints import (LazyCheckpoint, atomic_write_json, check_arch, load_checkpoint, read_metadata,
-                           save_checkpoint, validate_tensors)
+from ..checkpoints import (LazyCheckpoint, atomic_write_json, check_arch, checkpoint_config, load_checkpoint,
+                           read_metadata, save_checkpoint, validate_tensors)
 from . import _kfold
 from ..data.base import ArrayDataset
 from ..data.domains import Domain
@@ -166,8 +167,8 @@ class BaseMerger:
         """
         with LazyCheckpoint(path) as ckpt:
             check_arch(str(path), ckpt.metadata, self.arch)
-            nc = ckpt.metadata.get("num_classes", "")
-            if nc and self.num_classes is not None and int(nc) != int(self.num_classes):
+            nc = checkpoint_config(str(path), ckpt.metadata).get("num_classes")
+            if nc and self.num_classes is not None and nc != int(self.num_classes):
                 raise CheckpointError(f"{path}: checkpoint has {nc} classes, model has {self.num_classes}")
             # keep=False: each tensor is checked and dropped, so memory stays flat in the number of sources
             _, nonfinite = validate_tensors(str(path), ckpt, self.expected, nonfinite=self.cfg.on_bad_source,
@@ -265,7 +266,7 @@ def _read_log(state: Path) -> dict:
     """The transfer log in a run dir's state checkpoint; CheckpointError if it is not a shiftkit run state."""
     meta = read_metadata(state)
     try:
-        log = json.loads(meta["transfer_log"])
+        log = loads_bounded(meta["transfer_log"], f"{state}: transfer_log metadata", CheckpointError, max_bytes=64 << 20)
         if not isinstance(log.get("records"), list) or not all(isinstance(r, dict) and "source" in r for r in log["records"]):
             raise ValueError("records must be a list of {source: ...}")
         log["config"]  # noqa: B018  (must be present)

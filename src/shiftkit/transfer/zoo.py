@@ -16,6 +16,7 @@ import torch
 from .. import models
 from ..checkpoints import atomic_write_json, load_checkpoint, save_checkpoint
 from ..data.domains import Domain
+from .._files import loads_bounded, read_regular
 from ..errors import ConfigError
 from ..train import TrainConfig, evaluate, fit
 
@@ -70,10 +71,11 @@ def zoo_sources(zoo: str | Path, *, exclude: tuple[str | int, ...] = ()) -> tupl
     """(base path, source paths in domain order) from a zoo folder, without the excluded domains."""
     zoo = Path(zoo)
     manifest_path = zoo / "zoo.json"
-    if not manifest_path.is_file():
+    if not manifest_path.exists():
         raise ConfigError(f"{zoo}: no zoo.json (build one with `shiftkit sources`)")
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = loads_bounded(read_regular(manifest_path, ConfigError, "zoo manifest", max_bytes=16 << 20)
+                                 .decode("utf-8", "replace"), str(manifest_path), ConfigError)
         keep = [e for e in manifest["sources"] if e["index"] not in exclude and e["domain"] not in exclude]
         return zoo / manifest["base"], [zoo / e["path"] for e in keep]
     except (ValueError, KeyError, TypeError) as e:  # not JSON, or not a zoo manifest

@@ -1,11 +1,11 @@
-"""Reliability benchmark: kill-anywhere resume, hostile checkpoints, fuzzed datasets, bad options,
-concurrent result writers — counted, and written to benchmarks/RELIABILITY.md with the command.
+"""Reliability harness: kill-anywhere resume, hostile checkpoints, issue 13's hostile-input classes through
+the CLI, fuzzed datasets, bad options, concurrent writers — counted, and written to
+benchmarks/RELIABILITY.md with the command (`make reliability` = `python -m tests.reliability.harness`).
 
-    report = run(kills=24, prune_kills=20, fuzz_per_format=300)   # `shiftkit bench reliability`
-    write_markdown(report, Path("benchmarks/RELIABILITY.md"))
-
-Each part lives in a private module beside this one: _crash.py / _crash_prune.py (SIGKILL + resume),
-_hostile.py (checkpoints), _fuzz.py (datasets), _badopts.py (API and CLI options), _concurrency.py.
+Each part lives in a module beside this one: _crash.py / _crash_prune.py (SIGKILL + resume, children
+forked by _zygote.py), _hostile.py (checkpoints), _classes.py + inputs.py (issue 13's classes, each
+check a `python -m shiftkit` process), _fuzz.py (datasets), _badopts.py (API and CLI options),
+_concurrency.py (benchmark result writers, and two runs claiming one output).
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoints import atomic_write
+from shiftkit.checkpoints import atomic_write
 
-__all__ = ["run", "render_markdown", "write_markdown", "BUGS_FIXED"]
+__all__ = ["run", "render_markdown", "write_markdown", "failed", "BUGS_FIXED"]
 
 # What these checks found in the library, each fixed where it lived and kept as a regression test.
 BUGS_FIXED = [
@@ -49,6 +49,24 @@ BUGS_FIXED = [
     ("cli.py, _cli_transfer.py, _cli_prune.py", "--target / --domain out of range crashed with IndexError; now "
      "ConfigError listing the domains", "bad options (CLI)"),
     ("cli.py", "warnings printed as two-line file:line blocks; the CLI prints each as one line", "bad options (CLI)"),
+    ("checkpoints.py (model_spec, model_from_checkpoint)", "config metadata with a negative / huge / "
+     "non-integer class count or width, or JSON nested 100,000 deep, reached torch (or RecursionError); now "
+     "bounded JSON, validated values, and the model is built on the meta device and compared with the file's "
+     "declared shapes before anything is allocated", "issue 13 (config)"),
+    ("checkpoints.py (LazyCheckpoint)", "a zero-size tensor with a 2^63 dimension overflowed in reshape; shapes "
+     "are checked from the header", "issue 13 (shape)"),
+    ("_files.py + every reader", "a FIFO named *.pt made inspect / import wait forever; one regular-file check "
+     "(O_NONBLOCK open + fstat) before every open of a user file", "issue 13 (special files)"),
+    ("_pt.py", ".pt stride-0 views of a tiny storage, zip bombs and allocating pickles (bytearray(3 GiB), "
+     "torch.LongTensor(n)) took 10-40 GB; zip directory and pickle opcodes are checked statically, zips are "
+     "memory-mapped, views must fit their storage", "issue 13 (.pt)"),
+    ("data/cifar.py", "a few dozen bytes of pickle built 3 GiB through an allowed global; each allowed global "
+     "now refuses to build more than the pickle's size", "issue 13 (CIFAR)"),
+    ("data/_images.py, data/folders.py, metrics.py", "a non-UTF-8 domain folder failed at save time after "
+     "training; a single-class dataset failed in torchmetrics; both refused at load", "issue 13 (folders)"),
+    ("_files.py + checkpoints.atomic_write", "two runs writing one output both exited 0, the last writer "
+     "silently winning; an advisory lock per output, held until exit; outputs follow the umask (were 0600)",
+     "issue 13 (racing runs), issue 15"),
     ("bench/prune.py + bench/_results.py", "a sweep killed mid-append left a torn JSONL line that made every "
      "resume crash; read_jsonl drops it, append_jsonl is one fsync'ed O_APPEND write", "crash safety (pruning sweep)"),
 ]
@@ -61,12 +79,13 @@ def _section(name: str, fn, log) -> tuple[dict, float]:
     return out, round(time.perf_counter() - t0, 1)
 
 
-def run(*, kills: int = 24, prune_kills: int = 20, fuzz_per_format: int = 300, seed: int = 0,
-        work: Path | None = None, log=print) -> dict:
+def run(*, kills: int = 24, prune_kills: int = 20, fuzz_per_format: int = 300, hostile_cli_per_kind: int = 3,
+        jobs: int = 2, seed: int = 0, work: Path | None = None, log=print) -> dict:
     """Every reliability check with the given counts; returns the report (counts, failures, seconds)."""
-    from .. import transfer
+    from shiftkit import transfer
     from ._badopts import make_fixtures, run_api_cases, run_cli_case, run_cli_cases
-    from ._concurrency import concurrent_writers
+    from ._classes import run_classes
+    from ._concurrency import concurrent_writers, racing_runs
     from ._crash import crash_campaign
     from ._crash_prune import prune_campaign
     from ._fuzz import run_fuzz
@@ -80,6 +99,7 @@ def run(*, kills: int = 24, prune_kills: int = 20, fuzz_per_format: int = 300, s
     work.mkdir(parents=True, exist_ok=True)
     report, seconds = {"seed": seed}, {}
     zygote = Zygote(work)
+    cli = lambda argv: run_cli_case(argv, cwd=work)  # noqa: E731  (`python -m shiftkit`, as a user runs it)
     try:
         report["crash_transfer"], seconds["crash_transfer"] = _section("kill-anywhere: multi-source transfer", lambda: crash_campaign(
             work / "crash", kills=kills, seed=seed, methods=("grasp", "task_arithmetic"), log=log, zygote=zygote), log)
@@ -90,19 +110,20 @@ def run(*, kills: int = 24, prune_kills: int = 20, fuzz_per_format: int = 300, s
             work / "hostile", merger_factory=lambda: transfer.create(
                 "grasp", tiny_net(2), target, run_dir=work / "hostile" / f"run{next(runs)}", initial_epochs=0)), log)
         report["hostile_cli"], seconds["hostile_cli"] = _section("hostile checkpoints: CLI import / eval", lambda: check_hostile_cli(
-            work / "hostile_cli", zygote.run_cli), log)
+            work / "hostile_cli", cli, limit=hostile_cli_per_kind), log)
+        report["classes"], seconds["classes"] = _section("issue 13's hostile-input classes through the CLI",
+                                                          lambda: run_classes(work / "classes", jobs=jobs, log=log), log)
         report["fuzz"], seconds["fuzz"] = _section("fuzzed datasets", lambda: run_fuzz(
             work / "fuzz", per_format=fuzz_per_format, seed=seed), log)
         fixtures = make_fixtures(work / "badopts")
         report["bad_options_api"], seconds["bad_options_api"] = _section("bad options: API", lambda: run_api_cases(fixtures), log)
-        report["bad_options_cli"], seconds["bad_options_cli"] = _section("bad options: CLI", lambda: run_cli_cases(
-            fixtures, runner=zygote.run_cli), log)
-        real = {"train unknown option", "transfer tau=1.5", "prune sparsity=1.0", "eval truncated checkpoint"}
-        report["bad_options_cli_subprocess"], seconds["bad_options_cli_subprocess"] = _section(
+        report["bad_options_cli"], seconds["bad_options_cli"] = _section(
             "bad options: CLI through `python -m shiftkit`", lambda: run_cli_cases(
-                fixtures, runner=lambda argv: run_cli_case(argv, cwd=work / "badopts"), names=real), log)
+                fixtures, runner=lambda argv: run_cli_case(argv, cwd=work / "badopts")), log)
         report["concurrency"], seconds["concurrency"] = _section("concurrent result writers", lambda: concurrent_writers(
             work / "concurrency", writers=4, rounds=25), log)
+        report["racing_runs"], seconds["racing_runs"] = _section("two runs writing one output", lambda: racing_runs(
+            work / "racing"), log)
     finally:
         zygote.close()
         if own:
@@ -114,20 +135,51 @@ def run(*, kills: int = 24, prune_kills: int = 20, fuzz_per_format: int = 300, s
 
 def summarize(r: dict) -> dict:
     ct, cp, h, f = r["crash_transfer"], r["crash_prune"], r["hostile"], r["fuzz"]
-    api, cli, sub, cc = r["bad_options_api"], r["bad_options_cli"], r["bad_options_cli_subprocess"], r["concurrency"]
+    api, cli, cc, race, cl = r["bad_options_api"], r["bad_options_cli"], r["concurrency"], r["racing_runs"], r["classes"]
     lost = (ct["absorbs_lost"] + cp["records_lost"] + len(cc["sections_lost"]) + (not cc["json_ok"])
-            + sum(not x["bitwise_equal"] for x in ct["per_run"]) + sum(not x["equal"] for x in cp["per_run"]))
+            + sum(not x["bitwise_equal"] for x in ct["per_run"]) + sum(not x["equal"] for x in cp["per_run"])
+            + race["outcomes"].count("both finished"))
+    problems = [x["problem"] for x in cl["failures"] if x["class"] != "print"]
+    printing = [x["problem"] for x in cl["failures"] if x["class"] == "print"]
     return {
         "kills_survived": ct["kills"] + cp["kills"], "kills_transfer": ct["kills"], "kills_prune_sweep": cp["kills"],
         "resumes_bitwise_equal": ct["all_bitwise_equal"] and cp["all_records_equal"],
         "partial_files_accepted": ct["partial_files_accepted"] + cp["partial_files_accepted"],
         "hostile_files": h["files"], "hostile_reader_checks": h["reader_checks"] + r["hostile_cli"]["cli_checks"],
         "hostile_accepted": len(h["failures"]) + len(r["hostile_cli"]["failures"]),
-        "code_executed": h["code_executed"], "fuzz_inputs": f["inputs"], "fuzz_failures": len(f["failures"]),
-        "bad_options": api["cases"] + cli["cases"] + sub["cases"],
-        "bad_option_failures": len(api["failures"]) + len(cli["failures"]) + len(sub["failures"]),
-        "concurrent_updates": cc["updates"], "partial_reads": len(cc["partial_reads"]), "data_lost": lost,
+        "code_executed": h["code_executed"],
+        "class_inputs": sum(c["inputs"] for c in cl["per_class"].values()), "class_checks": cl["checks"],
+        "class_failures": len(problems), "class_tracebacks": sum(p.startswith("traceback") for p in problems),
+        "class_hangs": sum(p.startswith("hang") for p in problems),
+        "class_blowups": sum(p.startswith("memory") for p in problems),
+        "print_failures": len(printing),
+        "fuzz_inputs": f["inputs"], "fuzz_failures": len(f["failures"]),
+        "bad_options": api["cases"] + cli["cases"],
+        "bad_option_failures": len(api["failures"]) + len(cli["failures"]),
+        "concurrent_updates": cc["updates"], "partial_reads": len(cc["partial_reads"]),
+        "racing_runs": race["pairs"], "racing_runs_refused": race["refused"], "data_lost": lost,
     }
+
+
+def failed(s: dict) -> bool:
+    """Whether any check failed (the printing class is reported apart: its fix lives in the CLI)."""
+    counts = ("partial_files_accepted", "hostile_accepted", "class_failures", "fuzz_failures", "bad_option_failures",
+              "partial_reads", "data_lost")
+    return any(s[k] for k in counts) or s["code_executed"] or not s["resumes_bitwise_equal"] \
+        or s["racing_runs_refused"] != s["racing_runs"]
+
+
+def _class_table(cl: dict) -> str:
+    names = {"config": "rebuilt-model config metadata (sizes, types, nesting, lies)",
+             "shape": "tensor shapes past 2^63 / zero-size overflow", "special_file": "FIFOs, sockets, devices, folders named *.pt",
+             "pt": ".pt expanded views, zip bombs, allocating pickles", "cifar": "CIFAR pickles allocating through allowed globals",
+             "folder": "non-UTF-8 folder names, single-class datasets", "print": "markup / deep values in printed text (CLI)"}
+    rows = ["| class | inputs | commands | checks | failed | peak RSS per check (max) | max over its baseline | "
+            "time per check (mean / max) |", "|---|---|---|---|---|---|---|---|"]
+    for cls, c in cl["per_class"].items():
+        rows.append(f"| {names.get(cls, cls)} | {c['inputs']} | {', '.join(c['commands'])} | {c['checks']} | "
+                    f"{c['failures']} | {c['peak_mib']:.0f} MiB | {c['peak_over_baseline_mib']:+.0f} MiB | {c['mean_seconds']:.1f} / {c['max_seconds']:.1f} s |")
+    return "\n".join(rows)
 
 
 def render_markdown(r: dict, command: str) -> str:
@@ -145,13 +197,20 @@ def render_markdown(r: dict, command: str) -> str:
         ("torn sweep-log lines dropped on resume", cp["torn_lines_dropped"]),
         ("hostile checkpoint files / reader checks (API + CLI import, eval) / accepted", f"{s['hostile_files']} / {s['hostile_reader_checks']} / {s['hostile_accepted']}"),
         ("code executed by a .pt pickle", "**yes**" if s["code_executed"] else "no"),
+        ("issue-13 hostile inputs / CLI checks (`python -m shiftkit`, one process each)", f"{s['class_inputs']} / {s['class_checks']}"),
+        ("... tracebacks / hangs / memory blow-ups (> +1 GiB) / other failures (printing class apart)",
+         f"{s['class_tracebacks']} / {s['class_hangs']} / {s['class_blowups']} / "
+         f"{s['class_failures'] - s['class_tracebacks'] - s['class_hangs'] - s['class_blowups']}"),
+        ("printing class (rich markup, deep values) failures — fixed in the CLI on another branch", s["print_failures"]),
         ("fuzzed dataset inputs (IDX, CIFAR pickle p2 / p5, image folders, Tiny ImageNet, Yearbook)",
          f"{s['fuzz_inputs']} ({', '.join(f'{k}: {sum(v.values())}' for k, v in f['per_format'].items())})"),
         ("fuzz: non-shiftkit exceptions / hangs / crashes", s["fuzz_failures"]),
-        ("bad options tried (API / CLI forked / CLI `python -m shiftkit`)",
-         f"{s['bad_options']} ({r['bad_options_api']['cases']} / {r['bad_options_cli']['cases']} / {r['bad_options_cli_subprocess']['cases']})"),
+        ("bad options tried (API / CLI `python -m shiftkit`)",
+         f"{s['bad_options']} ({r['bad_options_api']['cases']} / {r['bad_options_cli']['cases']})"),
         ("bad options without a clear one-line error", s["bad_option_failures"]),
         ("concurrent benchmark writes / partial reads seen", f"{s['concurrent_updates']} / {s['partial_reads']}"),
+        ("two `shiftkit run` racing on one output: refused by the lock / both finished (silent loss)",
+         f"{s['racing_runs_refused']} of {s['racing_runs']} / {r['racing_runs']['outcomes'].count('both finished')}"),
         ("**data lost**", f"**{s['data_lost']}**"),
     ]
     table = "\n".join(f"| {a} | {b} |" for a, b in rows)
@@ -159,8 +218,9 @@ def render_markdown(r: dict, command: str) -> str:
     cli_lines = "\n".join(f"- {name}: `{line}`" for name, line in list(r["bad_options_cli"]["stderr"].items())[:12])
     return f"""# shiftkit reliability
 
-Generated by `{command}` (seed {r['seed']}; {sum(r['seconds'].values()):.0f} s on this machine).
-Reproduce a part of it in the test suite: `pytest tests/reliability` (a few kills, a few hundred fuzz inputs).
+Generated by `{command}` (seed {r['seed']}; {sum(r['seconds'].values()):.0f} s on this machine) — `make reliability`
+runs it from the repository root. The harness lives in `tests/reliability/harness/`, outside the installed
+package; a part of it runs in the test suite: `pytest tests/reliability` (a few kills, a sample of each class).
 
 | check | result |
 |---|---|
@@ -175,7 +235,7 @@ Reproduce a part of it in the test suite: `pytest tests/reliability` (a few kill
   checkpoint / log write (written in slow chunks so the kill lands mid-write), checks that every file in
   the run dir loads or is a temp file resume ignores, resumes, and repeats; the finished run must equal an
   uninterrupted one bit for bit (weights and log; sweep records except timings). Children are forked from
-  one process that imported everything once (`_crash.Zygote`).
+  one process that imported the library once (`_zygote.Zygote`; it never imports the CLI).
 - **Hostile checkpoints.** Truncations at 10 offsets, header length fields up to 2^64-1, non-UTF-8 /
   non-JSON / wrong-typed headers, offsets past the end, unknown dtypes, overflowing shapes; missing, extra,
   mis-shaped, transposed and wrong-dtype tensors, NaN / ±Inf in weights and BN buffers, wrong arch;
@@ -197,6 +257,26 @@ Reproduce a part of it in the test suite: `pytest tests/reliability` (a few kill
 - **Concurrency.** {r['concurrency']['writers']} processes x {r['concurrency']['updates'] // r['concurrency']['writers'] // 2} rounds of `update_section` on one RESULTS.md and
   `write_result` on one JSON file while a reader checks every version it sees.
 
+- **Issue 13's hostile-input classes**, written from the class descriptions (`harness/inputs.py`), each
+  given to the commands a user would run on it, every check a fresh `python -m shiftkit` process with a
+  {r['classes']['timeout_s']:.0f} s timeout; peak RSS from wait4, against the same command on a valid input
+  (baselines: {', '.join(f'{k} {v:.0f}' for k, v in r['classes']['baseline_peak_mib'].items())} MiB).
+  Pass: exit != 0, no traceback, one stderr line naming the file, no hang, peak < baseline + 1 GiB. The
+  printing class may exit 0 (showing odd metadata of a valid file is right) but must not crash.
+
+{_class_table(r['classes'])}
+
+Failures: {'none' if not r['classes']['failures'] else ''}
+{chr(10).join(f"- {x['class']} / {x['input']} / `{x['command']}`: {x['problem']}" for x in r['classes']['failures'])}
+
+One error line per class (the last stderr line of one check):
+
+{chr(10).join(f"- {k}: `{v}`" for k, v in _one_per_class(r['classes']['stderr']).items())}
+
+- **Racing runs.** Two `shiftkit run` processes started together on one output folder, {r['racing_runs']['pairs']} times:
+  one finishes, the other stops with one line (an advisory flock on `.NAME.lock` beside each output,
+  held until exit): `{(r['racing_runs']['stderr'] or [''])[0]}`
+
 A few of the CLI's one-line errors:
 
 {cli_lines}
@@ -207,6 +287,13 @@ A few of the CLI's one-line errors:
 |---|---|---|
 {bugs}
 """
+
+
+def _one_per_class(lines: dict[str, str]) -> dict[str, str]:
+    seen: dict[str, str] = {}
+    for key, line in lines.items():
+        seen.setdefault(key.split(":", 1)[0], f"{key.split(': ', 1)[1]} -> {line}")
+    return seen
 
 
 def write_markdown(report: dict, path: Path, command: str) -> None:

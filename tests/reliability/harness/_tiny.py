@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ..data import ArrayDataset, Domain, split_domain
+from shiftkit.data import ArrayDataset, Domain, split_domain
 
 __all__ = ["CLASSES", "MODEL_KWARGS", "tiny_domains", "tiny_zoo", "tiny_net"]
 
@@ -30,7 +30,7 @@ def tiny_domains(k: int = 5, *, n: int = 96) -> list[Domain]:
 
 
 def tiny_net(seed: int = 0, **kw) -> torch.nn.Module:
-    from .. import models
+    from shiftkit import models
 
     torch.manual_seed(seed)
     return models.create("small_cnn", **{**MODEL_KWARGS, **kw})
@@ -38,7 +38,7 @@ def tiny_net(seed: int = 0, **kw) -> torch.nn.Module:
 
 def tiny_zoo(out: Path, k: int = 5) -> tuple[Path, list[Path]]:
     """Base + one source per domain but the last (the target); (base, sources in order)."""
-    from ..transfer import ZooConfig, build_zoo, zoo_sources
+    from shiftkit.transfer import ZooConfig, build_zoo, zoo_sources
 
     domains = tiny_domains(k)
     cfg = ZooConfig(model="small_cnn", model_kwargs={"width": 4}, base_epochs=2, source_epochs=1, batch_size=16)

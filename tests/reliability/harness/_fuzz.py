@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._proc import PACKAGE, child_env
+
 __all__ = ["mutate", "FORMATS", "make_case", "run_fuzz"]
 
 # Values that break size arithmetic: zero, one, sign bits, all ones, just past small sizes.
@@ -188,32 +190,32 @@ def _mutate_folder(root: Path, rng: random.Random) -> None:
 
 
 def _load_idx(root: Path) -> None:
-    from ..data import load_fashion_mnist
+    from shiftkit.data import load_fashion_mnist
 
     load_fashion_mnist(root, train=True)
 
 
 def _load_cifar(root: Path) -> None:
-    from ..data import load_cifar
+    from shiftkit.data import load_cifar
 
     load_cifar(root, train=True)
 
 
 def _load_folder(root: Path) -> None:
-    from ..data import load_image_folder
+    from shiftkit.data import load_image_folder
 
     load_image_folder(root, size=8)
 
 
 def _load_tiny_imagenet(root: Path) -> None:
-    from ..data import load_tiny_imagenet
+    from shiftkit.data import load_tiny_imagenet
 
     load_tiny_imagenet(root, split="train", size=8)
     load_tiny_imagenet(root, split="val", size=8)
 
 
 def _load_yearbook(root: Path) -> None:
-    from ..data import load_yearbook
+    from shiftkit.data import load_yearbook
 
     load_yearbook(root, task="grasp", size=8)
     load_yearbook(root, task="gender", size=8)
@@ -255,11 +257,11 @@ def serve(cap_bytes: int) -> None:
 
     import torch
 
-    from ..errors import ShiftkitError
+    from shiftkit.errors import ShiftkitError
 
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
-    from .. import data  # noqa: F401  (import everything before the cap is measured)
+    from shiftkit import data  # noqa: F401  (import everything before the cap is measured)
 
     limit = _vm_size() + cap_bytes
     resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
@@ -282,8 +284,8 @@ class _Worker:
     """One `serve` process; a hang or death is detected, reported and the worker replaced."""
 
     def __init__(self, cap_bytes: int) -> None:
-        code = f"from shiftkit.bench._fuzz import serve; serve({cap_bytes})"
-        self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        code = f"from {PACKAGE}._fuzz import serve; serve({cap_bytes})"
+        self.proc = subprocess.Popen([sys.executable, "-c", code], env=child_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True, bufsize=1)
         if self._answer(120)[0] != "ready":
             raise RuntimeError("fuzz worker did not start")

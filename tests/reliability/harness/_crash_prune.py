@@ -41,7 +41,7 @@ def _write_fmnist(root: Path) -> None:
 
 
 def _instrument(emit) -> None:
-    from . import _results, prune as bp
+    from shiftkit.bench import _results, prune as bp
 
     run_one, fit, append = bp.run_one, bp.fit, _results.append_jsonl
 
@@ -71,7 +71,7 @@ def _instrument(emit) -> None:
 def prune_child(spec: dict, emit) -> None:
     """Resume (or start) the sweep in spec["jsonl"]; the record list is the result."""
     _instrument(emit)
-    from . import prune as bp
+    from shiftkit.bench import prune as bp
 
     cfg = dict(spec["sweep"])
     cfg = bp.BenchConfig(**{**cfg, **{k: tuple(tuple(x) if isinstance(x, list) else x for x in v)
@@ -90,7 +90,7 @@ def _complete_records(jsonl: Path) -> tuple[list[dict], bool]:
 
 def _check(run_dir: Path, jsonl: Path) -> tuple[list[str], int]:
     """Problems (a complete line that does not parse, a dense checkpoint that does not load) and torn lines."""
-    from ..checkpoints import read_metadata
+    from shiftkit.checkpoints import read_metadata
 
     problems, torn = [], 0
     try:

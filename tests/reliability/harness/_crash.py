@@ -29,8 +29,8 @@ TRANSFER_CFG = {"initial_epochs": 2, "finetune_epochs": 2, "batch_size": 8, "see
 
 def _instrument(emit) -> None:
     """Wrap absorb, the fine-tuning fit and atomic_write so each announces itself on `emit`."""
-    from .. import checkpoints
-    from ..transfer import base
+    from shiftkit import checkpoints
+    from shiftkit.transfer import base
 
     absorb, fit, write, fdopen = base.BaseMerger.absorb, base.fit, checkpoints.atomic_write, os.fdopen
 
@@ -63,11 +63,11 @@ def _instrument(emit) -> None:
         def __exit__(self, *exc):
             self.f.close()
 
-    def write_(path, data):
+    def write_(path, data, **kw):
         emit("write")
         os.fdopen = lambda fd, mode="r", *a, **k: SlowFile(fdopen(fd, mode, *a, **k)) if "w" in mode else fdopen(fd, mode, *a, **k)
         try:
-            write(path, data)
+            write(path, data, **kw)
         finally:
             os.fdopen = fdopen
         emit("write-end")
@@ -78,8 +78,8 @@ def _instrument(emit) -> None:
 def child(spec: dict, emit) -> None:
     """The child's work: (resume and) run the transfer described by `spec`, save the final weights."""
     _instrument(emit)
-    from .. import transfer
-    from ..checkpoints import save_checkpoint
+    from shiftkit import transfer
+    from shiftkit.checkpoints import save_checkpoint
     from ._tiny import tiny_domains, tiny_net
 
     target = tiny_domains(spec["k"])[-1]
@@ -94,7 +94,7 @@ def check_run_dir(run_dir: Path) -> dict:
 
     Returns {"files": n, "temp_files": n, "problems": [...]}; a problem is a non-temp file that does not load.
     """
-    from ..checkpoints import load_checkpoint, read_metadata
+    from shiftkit.checkpoints import load_checkpoint, read_metadata
     from ._tiny import tiny_net
 
     problems, files, temps = [], 0, 0
@@ -102,6 +102,8 @@ def check_run_dir(run_dir: Path) -> dict:
         files += 1
         if p.name.startswith(".") and p.name.endswith(".tmp"):
             temps += 1
+            continue
+        if p.name.startswith(".") and p.name.endswith(".lock"):  # a killed run's output lock: free once it died
             continue
         try:
             if p.suffix == ".safetensors":
@@ -210,7 +212,7 @@ def crash_campaign(work: Path, *, kills: int, seed: int = 0, k: int = 5, methods
 
 def _absorbed(run_dir: Path) -> int:
     """Sources the run dir's state says are done (0 when there is no state yet)."""
-    from ..checkpoints import read_metadata
+    from shiftkit.checkpoints import read_metadata
 
     state = run_dir / "state.safetensors"
     if not state.is_file():

@@ -15,7 +15,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import CheckpointError, ConfigError, DataError, ShiftkitError
+from shiftkit.errors import CheckpointError, ConfigError, DataError, ShiftkitError
+
+from ._proc import child_env
 
 __all__ = ["make_fixtures", "api_cases", "cli_cases", "run_api_cases", "run_cli_case", "run_cli_cases"]
 
@@ -26,7 +28,7 @@ def _idx(array: np.ndarray) -> bytes:
 
 def _write_zoo(folder: Path, sources: dict[str, dict], *, manifest: str | None = None) -> Path:
     """A zoo folder: base + sources (model kwargs per source name) and its zoo.json (or `manifest` text)."""
-    from ..checkpoints import save_checkpoint
+    from shiftkit.checkpoints import save_checkpoint
     from ._tiny import tiny_net
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -44,7 +46,7 @@ def _write_zoo(folder: Path, sources: dict[str, dict], *, manifest: str | None =
 
 def make_fixtures(root: Path) -> dict[str, Path]:
     """Tiny Fashion-MNIST IDX data, zoos (good and bad) and checkpoints the cases point at."""
-    from ..checkpoints import save_checkpoint
+    from shiftkit.checkpoints import save_checkpoint
     from ._tiny import tiny_net
 
     data = root / "fmnist"
@@ -80,9 +82,9 @@ def make_fixtures(root: Path) -> dict[str, Path]:
 
 def api_cases(f: dict[str, Path]) -> list[tuple[str, type, Callable[[], object]]]:
     """(name, expected error type, call)."""
-    from .. import models, prune, transfer
-    from ..data import load_domains
-    from ..train import TrainConfig
+    from shiftkit import models, prune, transfer
+    from shiftkit.data import load_domains
+    from shiftkit.train import TrainConfig
     from ._tiny import tiny_domains, tiny_net
 
     target = tiny_domains(2)[1]
@@ -195,7 +197,7 @@ def _judge(rc: int, stderr: str) -> str | None:
 
 def run_cli_case(argv: list[str], *, cwd: Path | None = None, timeout: float = 300) -> tuple[int, str]:
     """`python -m shiftkit ARGV` in a subprocess -> (exit code, stderr)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    env = child_env(OMP_NUM_THREADS="1", COLUMNS="200")
     r = subprocess.run([sys.executable, "-m", "shiftkit", *argv], capture_output=True, text=True, env=env,
                        timeout=timeout, stdin=subprocess.DEVNULL, cwd=cwd)
     return r.returncode, r.stderr

@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import save as st_save
 from torch import nn
 
-from ..checkpoints import LazyCheckpoint, import_pt, load_checkpoint, model_metadata, save_checkpoint
-from ..errors import CheckpointError, ShiftkitError
+from shiftkit.checkpoints import LazyCheckpoint, import_pt, load_checkpoint, model_metadata, save_checkpoint
+from shiftkit.errors import CheckpointError, ShiftkitError
 from ._tiny import tiny_net
 
 __all__ = ["hostile_files", "check_hostile"]

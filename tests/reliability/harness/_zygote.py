@@ -1,6 +1,7 @@
-"""A fork server for the reliability checks: one process imports torch and shiftkit once, then forks
-a child per request (a transfer run, a pruning sweep, a CLI call). A fresh interpreter costs seconds of
-imports; a fork costs milliseconds, so a SIGKILL campaign or a sweep of CLI cases stays cheap.
+"""A fork server for the kill-anywhere campaigns: one process imports torch and the shiftkit library once,
+then forks a child per request (a transfer run, a pruning sweep). A fresh interpreter costs seconds of
+imports; a fork costs milliseconds, so a SIGKILL campaign stays cheap. It never imports the CLI: CLI checks
+run `python -m shiftkit` in a subprocess, as a user does (`_badopts.run_cli_case`).
 
 A child reports its phases as lines on a FIFO (`absorb`, `finetune`, `write`, `write-end`, `done`);
 the parent may SIGKILL it after any of them.
@@ -18,39 +19,20 @@ from pathlib import Path
 
 import torch
 
+from ._proc import PACKAGE, child_env
+
 __all__ = ["PHASES", "Zygote", "zygote"]
 
 PHASES = ("absorb", "finetune", "write")
 
 
-def _cli_child(spec: dict) -> int:
-    """`shiftkit.cli.main(argv)` with stderr to spec["stderr"]: its exit code; an uncaught error
-    prints a traceback there, as the real entry point would."""
-    import traceback
-
-    from .. import cli
-
-    os.dup2(os.open(spec["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
-    sys.argv = ["shiftkit", *spec["argv"]]
-    try:
-        cli.main(spec["argv"])
-        return 0
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    except BaseException:  # noqa: BLE001
-        traceback.print_exc()
-        return 1
-    finally:
-        sys.stderr.flush()
-
-
 def zygote() -> None:
     """Import everything once, then fork one child per spec line on stdin (a fresh interpreter costs
     seconds of imports per kill). Answers `{"pid": n}` then `{"exit": code}` per child on stdout.
-    Children: a transfer run (default), a pruning sweep (kind "prune"), a CLI call (kind "cli")."""
+    Children: a transfer run (default) or a pruning sweep (kind "prune")."""
     torch.set_num_threads(1)
-    from .. import cli, prune, transfer  # noqa: F401  (the heavy imports, shared by every fork)
-    from . import prune as bench_prune  # noqa: F401
+    from shiftkit import prune, transfer  # noqa: F401  (the heavy imports, shared by every fork)
+    from shiftkit.bench import prune as bench_prune  # noqa: F401
 
     out = os.fdopen(os.dup(1), "w")
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nothing the library prints may reach the answer channel
@@ -64,9 +46,7 @@ def zygote() -> None:
                 fifo = os.open(spec["fifo"], os.O_WRONLY)
                 emit = lambda phase: os.write(fifo, f"{phase}\n".encode())  # noqa: E731
                 try:
-                    if spec.get("kind") == "cli":
-                        code = _cli_child(spec)
-                    elif spec.get("kind") == "prune":
+                    if spec.get("kind") == "prune":
                         from ._crash_prune import prune_child
 
                         prune_child(spec, emit)
@@ -101,10 +81,10 @@ class Zygote:
         self.fifo = work / "phases.fifo"
         self.fifo.unlink(missing_ok=True)
         os.mkfifo(self.fifo)
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-c", "from shiftkit.bench._zygote import zygote; zygote()"],
+        env = child_env(OMP_NUM_THREADS="1")
+        self.proc = subprocess.Popen([sys.executable, "-c", f"from {PACKAGE}._zygote import zygote; zygote()"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     text=True, env=env, cwd=work)  # a CLI case that wrongly succeeds writes here
+                                     text=True, env=env, cwd=work)
         self._answer()
 
     def _answer(self) -> dict:
@@ -143,21 +123,6 @@ class Zygote:
             raise RuntimeError(f"transfer child failed (exit {code}): {error}")
         killed = killed and code == -signal.SIGKILL  # else it finished just before the signal
         return {"killed": killed, "phases": phases, "seconds": time.monotonic() - start}
-
-    def run_cli(self, argv: list[str], *, timeout: float = 300) -> tuple[int, str]:
-        """`shiftkit ARGV` in a forked child (the CLI's own code path, imports already paid):
-        (exit code, stderr)."""
-        err = self.fifo.with_name("cli_stderr.txt")
-        self.proc.stdin.write(json.dumps({"kind": "cli", "argv": argv, "stderr": str(err), "fifo": str(self.fifo)}) + "\n")
-        self.proc.stdin.flush()
-        pid, start = self._answer()["pid"], time.monotonic()
-        with open(self.fifo) as f:
-            while select.select([f], [], [], max(0.0, start + timeout - time.monotonic()))[0]:
-                if not f.readline():
-                    break
-            else:
-                _kill(pid)
-        return self._answer()["exit"], err.read_text() if err.exists() else ""
 
     def close(self) -> None:
         self.proc.stdin.close()

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import subprocess
+import sys
 from pathlib import Path
 
-from ._results import update_section, write_result
+from shiftkit.bench._results import update_section, write_result
 
-__all__ = ["concurrent_writers"]
+from ._proc import child_env
+
+__all__ = ["concurrent_writers", "racing_runs"]
 
 
 def _writer(wid: int, md: str, js: str, rounds: int) -> None:
@@ -63,3 +67,37 @@ def concurrent_writers(folder: Path, *, writers: int = 4, rounds: int = 25) -> d
     return {"writers": writers, "updates": writers * rounds * 2, "reads_checked": reads, "partial_reads": bad,
             "sections_lost": lost, "json_ok": final["round"] == rounds - 1, "temp_files_left": temps,
             "writer_exit_codes": [p.exitcode for p in procs]}
+
+
+_EXPERIMENT = """data: {{name: image_folder, root: {root}, seed: 0, domain: 0}}
+model: {{name: small_cnn, kwargs: {{width: 4}}}}
+method: {{kind: train}}
+budget: {{epochs: 2, lr: 0.001, batch_size: 8}}
+seed: 0
+out: {out}
+"""
+
+
+def racing_runs(folder: Path, *, pairs: int = 3, timeout: float = 300) -> dict:
+    """Two `shiftkit run` processes started together on one output folder, `pairs` times: one must
+    finish, the other must stop with one error line about the output (an advisory lock) — never both
+    exit 0 with the last writer silently winning."""
+    from .inputs import valid_inputs
+
+    images = valid_inputs(folder / "valid")["folder"]
+    outcomes, lines = [], []
+    for i in range(pairs):
+        cfg = folder / f"race{i}.yaml"
+        out = folder / f"out{i}"
+        cfg.write_text(_EXPERIMENT.format(root=images, out=out))
+        procs = [subprocess.Popen([sys.executable, "-m", "shiftkit", "run", str(cfg)], cwd=folder, text=True,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=child_env(OMP_NUM_THREADS="1"))
+                 for _ in range(2)]
+        results = [(p.wait(timeout), p.stderr.read()) for p in procs]
+        codes = sorted(rc for rc, _ in results)
+        loser = [err.strip().splitlines() for rc, err in results if rc != 0]
+        refused = (codes[0] == 0 and codes[1] != 0 and len(loser[0]) == 1 and "another process" in loser[0][0]
+                   and str(out) in loser[0][0] and (out / "result.json").is_file())
+        outcomes.append("refused" if refused else "both finished" if codes == [0, 0] else f"exit codes {codes}")
+        lines += [line for err in loser for line in err[-1:]]
+    return {"pairs": pairs, "outcomes": outcomes, "refused": outcomes.count("refused"), "stderr": lines[:3]}
