@@ -280,11 +280,14 @@ def model_spec(where: str, meta: dict[str, str], *, default_arch: str | None = N
     return arch, checkpoint_config(where, meta)
 
 
-def model_from_checkpoint(path: str | os.PathLike, *, default_arch: str | None = None) -> nn.Module:
+def model_from_checkpoint(path: str | os.PathLike, *, default_arch: str | None = None,
+                          pruned: bool = False) -> nn.Module:
     """A fresh model of the arch and config in a shiftkit checkpoint's metadata (weights not loaded).
 
     The model is first built on the meta device (no memory) and compared with the tensor shapes the file
     declares, so a config asking for a width of a billion is refused before anything is allocated.
+    `pruned`: the file holds a structurally pruned (narrower) copy of this arch, so shapes may differ;
+    the dense model may then be at most 100x the file's size (a channel-pruned net keeps far more).
     Missing, unreadable or lying metadata -> CheckpointError naming the file.
     """
     from . import models
@@ -300,12 +303,12 @@ def model_from_checkpoint(path: str | os.PathLike, *, default_arch: str | None =
                               f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})") from None
     state = skeleton.state_dict()
     for name, t in state.items():
-        if name in declared and list(t.shape) != declared[name]:
+        if not pruned and name in declared and list(t.shape) != declared[name]:
             raise CheckpointError(f"{path}: config metadata builds tensor {name!r} of shape {tuple(t.shape)}, "
                                   f"the file holds {tuple(declared[name])}")
     wanted = sum(t.numel() for t in state.values())
     held = sum(math.prod(s) for s in declared.values())
-    if wanted > 2 * held + (1 << 20):
+    if wanted > (100 if pruned else 2) * held + (1 << 20):
         raise CheckpointError(f"{path}: config metadata builds a model of {wanted} values, the file holds {held}")
     return models.create(arch, **cfg)
 

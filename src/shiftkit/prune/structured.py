@@ -223,7 +223,7 @@ def load_structured(path: str | os.PathLike) -> nn.Module:
         history, shape = info["history"], info["input_shape"]
     except (ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path}: unreadable {META_KEY!r} metadata ({e})") from None
-    model = model_from_checkpoint(path).eval()
+    model = model_from_checkpoint(path, pruned=True).eval()  # the dense arch; the history narrows it
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=torch.zeros(shape))
     try:
         graph.load_pruning_history(history)
