@@ -124,7 +124,13 @@ def test_pipeline_merges_then_prunes_structurally_on_the_target(ux_env):
     assert pruned["domain"] == merged["target"]  # fine-tuned on the target's few labels, tested on its test pool
     assert pruned["test"]["n"] == merged["test"]["n"]
     assert json.loads(Path("runs/pipe/result.json").read_text())["test"] == pruned["test"]
-    assert load_model(r["checkpoint"]) is not None
+    import torch
+
+    from shiftkit.prune.structured import count_macs_params
+
+    net = load_model(r["checkpoint"])  # the narrower model, rebuilt from its file alone
+    macs, params = count_macs_params(net, torch.zeros(1, 1, 28, 28))
+    assert [macs, params] == [pruned["macs"][1], pruned["params"][1]] and params < pruned["params"][0]
     with pytest.raises(ConfigError, match="pipeline"):
         parse_experiment({**raw, "pipeline": [raw["pipeline"][0], {"kind": "train"}]})
 
