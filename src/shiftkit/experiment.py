@@ -278,6 +278,8 @@ def run_experiment(exp: Experiment, *, progress: bool = True) -> dict:
     atomic_write_json(out / "experiment.json", exp.dump())
     torch.manual_seed(exp.seed)
     t0 = time.perf_counter()
+    if isinstance(exp.method, PruneMethod) and exp.method.checkpoint:  # a bad file fails before the data loads
+        model_from_checkpoint(exp.method.checkpoint, default_arch=exp.model.name)
     domains = exp.data.load()
     kind = exp.method.kind
     body = _RECIPES[kind](exp, domains, out, progress)
