@@ -154,7 +154,7 @@ class Experiment(_Strict):
 
     @model_validator(mode="after")
     def _pipeline(self) -> "Experiment":
-        if self.pipeline and "method" in self.model_fields_set:
+        if self.pipeline and self.method != TrainMethod():  # the default method is what a dumped pipeline holds
             raise ValueError("give either method or pipeline (a list of steps), not both")
         for i, step in enumerate(self.pipeline[1:], 1):
             if not isinstance(step, PruneMethod) or step.checkpoint:

@@ -9,7 +9,7 @@ import typer
 from shiftkit.cli import app, main
 from shiftkit.cli._common import flag_keys, flag_overrides, from_flags
 from shiftkit.config import (BudgetConfig, DataConfig, EvalConfig, Experiment, ModelConfig, PruneMethod,
-                             TransferMethod, apply_overrides, load_experiment, method_options)
+                             TransferMethod, apply_overrides, load_experiment, method_options, parse_experiment)
 from shiftkit.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,6 +30,9 @@ def test_examples_validate(name):
 def test_pipeline_example_validates():
     exp = load_experiment(REPO / "examples" / "merge_then_prune.yaml")
     assert [s.kind for s in exp.pipeline] == ["transfer", "prune"] and exp.pipeline[1].structured
+    assert parse_experiment(exp.dump()) == exp  # a dumped pipeline (sweeps, result.json) parses back
+    with pytest.raises(ConfigError, match="either method or pipeline"):
+        parse_experiment({**exp.dump(), "method": {"kind": "transfer"}})
 
 
 def test_unknown_key_names_key_file_and_line(tmp_path):
