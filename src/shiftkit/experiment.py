@@ -62,17 +62,20 @@ def _model_from(exp: Experiment, path: str | Path):
 def _evaluate(exp: Experiment, net, domains, clean) -> dict:
     """Test metrics on the clean (trained / target) domain, every other domain, and the corruption sets."""
     from .data import corruption_sets
-    from .train import evaluate
+    from .train import evaluate, evaluate_sets
+
+    def accuracy(model, ds) -> float:
+        return evaluate(model, ds)["accuracy"]
 
     res = {"test": {k: v for k, v in evaluate(net, clean.test).items() if k != "loss"}}
     if exp.eval.domains:
-        res["domains"] = {d.name: (res["test"]["accuracy"] if d is clean else evaluate(net, d.test)["accuracy"])
-                          for d in domains}
+        others = evaluate_sets(net, {d.name: d.test for d in domains if d is not clean}, score=accuracy)
+        res["domains"] = {d.name: res["test"]["accuracy"] if d is clean else others[d.name] for d in domains}
         shifted = [a for n, a in res["domains"].items() if n != clean.name]
         res["shifted_mean"] = sum(shifted) / len(shifted) if shifted else None
     if exp.eval.corruptions:
-        res["corruptions"] = {f"{n}@{s}": evaluate(net, ds)["accuracy"]
-                              for (n, s), ds in corruption_sets(clean.test, seed=exp.seed).items()}
+        sets = {f"{n}@{s}": ds for (n, s), ds in corruption_sets(clean.test, seed=exp.seed).items()}
+        res["corruptions"] = evaluate_sets(net, sets, score=accuracy)
         res["corruption_mean"] = sum(res["corruptions"].values()) / len(res["corruptions"])
     return res
 

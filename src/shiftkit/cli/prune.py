@@ -54,8 +54,8 @@ def prune_cmd(
 
     prune.check_fraction(sparsity, "--sparsity")
     if structured:  # mask-only flags at their defaults do not apply (the classifier always stays whole)
-        keep_last = None if keep_last else keep_last
-        skip_unsupported = None if not skip_unsupported else skip_unsupported
+        keep_last = None if keep_last else False  # --no-keep-last stays and is refused as an option
+        skip_unsupported = skip_unsupported or None
         max_layer_sparsity = None if max_layer_sparsity == 1.0 else max_layer_sparsity
     exp = from_flags("prune", checkpoint=checkpoint, method=method, sparsity=sparsity, scope=scope,
                      structured=structured or None, speedup=speedup, channel_sparsity=channel_sparsity,
