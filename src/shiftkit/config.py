@@ -103,6 +103,7 @@ class TransferMethod(_Strict):
     zoo_batch_size: int = Field(128, ge=1)  # zoo: batch size (a few hundred images per domain: try 32)
     order: Literal["temporal", "reverse", "random"] = "temporal"  # source order (random: drawn from seed)
     resume: bool = False                    # continue the run in <out>
+    budget: Optional[BudgetConfig] = None   # pipeline steps only: this step's fine-tuning budget (unset keys: the experiment's)
 
     _known = _registered("transfer", "TRANSFER")
 
@@ -120,6 +121,8 @@ class PruneMethod(_Strict):
                                             # then `name` is a channel importance (gcnet, gcnet_hybrid, l1, l2, taylor, lamp, random)
     speedup: Optional[float] = Field(None, gt=1)  # structured: FLOP reduction to reach (MACs dense / MACs pruned)
     channel_sparsity: Optional[float] = Field(None, gt=0, lt=1)  # structured: or a fraction of channels removed
+    budget: Optional[BudgetConfig] = None   # pipeline steps only: this step's fine-tuning budget, e.g. a longer
+                                            # recovery after a prune (unset keys: the experiment's budget)
 
     @model_validator(mode="after")
     def _known(self) -> "PruneMethod":
@@ -156,6 +159,8 @@ class Experiment(_Strict):
     def _pipeline(self) -> "Experiment":
         if self.pipeline and self.method != TrainMethod():  # the default method is what a dumped pipeline holds
             raise ValueError("give either method or pipeline (a list of steps), not both")
+        if getattr(self.method, "budget", None) is not None:
+            raise ValueError("method.budget is a pipeline step's own budget; a single method uses budget:")
         for i, step in enumerate(self.pipeline[1:], 1):
             if not isinstance(step, PruneMethod) or step.checkpoint:
                 raise ValueError(f"pipeline[{i}]: a later step must be a prune step without a checkpoint "

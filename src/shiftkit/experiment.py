@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 
 from .checkpoints import atomic_write_json, load_checkpoint, model_from_checkpoint, save_checkpoint
-from .config import Experiment, PruneMethod, TransferMethod, method_options
+from .config import BudgetConfig, Experiment, PruneMethod, TransferMethod, method_options
 from .data import domain_index
 from .errors import ConfigError
 
@@ -294,6 +294,13 @@ def run_experiment(exp: Experiment, *, progress: bool = True) -> dict:
     return {**result, "seconds": seconds}
 
 
+def _step_budget(shared: BudgetConfig, own: BudgetConfig | None) -> BudgetConfig:
+    """A pipeline step's budget: its own keys over the experiment's (a prune step may recover longer)."""
+    if own is None:
+        return shared
+    return shared.model_copy(update={k: v for k, v in own.model_dump().items() if v is not None})
+
+
 def _run_pipeline(exp: Experiment, *, progress: bool) -> dict:
     """Each step is an experiment of its own in <out>/<i>_<kind>, the later ones pruning the previous step's
     model; <out>/result.json holds every step's result (the last one is the pipeline's model)."""
@@ -306,7 +313,8 @@ def _run_pipeline(exp: Experiment, *, progress: bool) -> dict:
             method = method.model_copy(update={"checkpoint": str(model_path)})
         data = exp.data if i == 0 else exp.data.model_copy(update={"domain": exp.data.target})  # the target again
         last = i == len(exp.pipeline) - 1
-        step = exp.model_copy(update={"method": method, "pipeline": [], "data": data,
+        step = exp.model_copy(update={"method": method.model_copy(update={"budget": None}), "pipeline": [], "data": data,
+                                      "budget": _step_budget(exp.budget, method.budget),
                                       "save": exp.save if last else None, "out": str(out / f"{i}_{method.kind}")})
         r = run_experiment(step, progress=progress)
         if not r.get("checkpoint"):

@@ -116,11 +116,15 @@ def test_pipeline_merges_then_prunes_structurally_on_the_target(ux_env):
 
     raw = {"data": {"target": 7, "few_shot": 30}, "model": {"kwargs": {"width": 8}}, "budget": {"epochs": 1},
            "pipeline": [{"kind": "transfer", "name": "grasp", "base_epochs": 1, "source_epochs": 1},
-                        {"kind": "prune", "structured": True, "name": "l1", "speedup": 1.3}], "out": "runs/pipe"}
+                        {"kind": "prune", "structured": True, "name": "l1", "speedup": 1.3,
+                         "budget": {"epochs": 2, "lr": 1e-3}}], "out": "runs/pipe"}  # a longer recovery
     r = run_experiment(parse_experiment(raw), progress=False)
     merged, pruned = r["steps"]
     assert merged["kind"] == "transfer" and pruned["kind"] == "prune" and pruned["speedup"] >= 1.3
     assert pruned["experiment"]["method"]["checkpoint"] == merged["checkpoint"]  # the merged model was pruned
+    # the prune step's own budget over the shared one; the merge keeps the shared one
+    assert pruned["experiment"]["budget"] == {"epochs": 2, "lr": 1e-3, "batch_size": None}
+    assert merged["experiment"]["budget"] == {"epochs": 1, "lr": None, "batch_size": None}
     assert pruned["domain"] == merged["target"]  # fine-tuned on the target's few labels, tested on its test pool
     assert pruned["test"]["n"] == merged["test"]["n"]
     assert json.loads(Path("runs/pipe/result.json").read_text())["test"] == pruned["test"]
@@ -133,6 +137,8 @@ def test_pipeline_merges_then_prunes_structurally_on_the_target(ux_env):
     assert [macs, params] == [pruned["macs"][1], pruned["params"][1]] and params < pruned["params"][0]
     with pytest.raises(ConfigError, match="pipeline"):
         parse_experiment({**raw, "pipeline": [raw["pipeline"][0], {"kind": "train"}]})
+    with pytest.raises(ConfigError, match="method.budget is a pipeline step's own budget"):
+        parse_experiment({"method": raw["pipeline"][1]})
 
 
 def test_a_zoo_is_never_completed_with_other_settings(ux_env):
