@@ -159,6 +159,11 @@ def fit(model: nn.Module, train: ArrayDataset, val: ArrayDataset | None = None, 
             every optimizer step, so they stay exactly zero (momentum cannot revive them).
         on_epoch: called with (epoch, record) after every epoch (logging, checkpoints).
     """
+    if cfg.epochs == 0:  # nothing to train: skip the layout round trip and the optimizer (a GRASP stage's cost)
+        if masks:
+            apply_masks(model, masks)
+        model.eval()
+        return FitResult()
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     fmt = _memory_format(model, cfg)

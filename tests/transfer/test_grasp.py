@@ -214,3 +214,41 @@ def test_alignment_batch_larger_than_the_set_is_the_set_once(zoo):
     (x, y), = grasp_mod.alignment_batches(ds, 1, 10 * len(ds), seed=3)
     assert len(y) == len(ds) and sorted(y.tolist()) == sorted(ds.labels.tolist())
     assert sum(len(b[1]) for b in grasp_mod.alignment_batches(ds, 3, len(ds), seed=3)) == 3 * len(ds)  # wraps across batches
+
+
+def test_val_metrics_are_reused_only_while_the_model_is_unchanged(zoo, monkeypatch):
+    """A stage's `before` is the previous stage's `after` without a second val pass; any in-place change
+    (a copy, an optimizer step, load_state_dict) forces a fresh pass, and the reused value equals a fresh one."""
+    merger = transfer.create("grasp", zoo.model(), zoo.target, **FAST)
+    merger.absorb(zoo.sources[0])
+    calls = []
+    real = transfer.base._metrics
+    monkeypatch.setattr(transfer.base, "_metrics", lambda m, ds: calls.append(1) or real(m, ds))
+    first = merger.val_metrics()
+    assert calls == []  # the stage's own `after` pass is reused: nothing changed since
+    assert first == real(merger.model, zoo.target.val)  # and it equals a fresh pass
+    snapshot = copy.deepcopy(merger.model.state_dict())
+    with torch.no_grad():
+        next(merger.model.parameters()).add_(1.0)
+    changed = merger.val_metrics()
+    assert len(calls) == 1 and changed == real(merger.model, zoo.target.val) and changed != first
+    merger.model.load_state_dict(snapshot)
+    assert merger.val_metrics() == first and len(calls) == 2
+    assert merger.val_metrics() == first and len(calls) == 2
+    r = merger.absorb(zoo.sources[1])  # before = the cached value; the copies and fine-tuning change the model
+    assert r["val_before"] == first and len(calls) == 4  # after_copy, after_stage: two fresh passes, not three
+    assert r["val_after"] == real(merger.model, zoo.target.val)
+
+
+def test_fit_with_zero_epochs_only_applies_masks(zoo):
+    from shiftkit.train import TrainConfig, fit
+
+    net = zoo.model()
+    before = copy.deepcopy(net.state_dict())
+    w = "features.0.weight"
+    mask = torch.rand(net.state_dict()[w].shape, generator=torch.Generator().manual_seed(0)) > 0.5
+    r = fit(net, zoo.target.train, zoo.target.val, TrainConfig(epochs=0), masks={w: mask})
+    after = net.state_dict()
+    assert r.history == [] and not net.training
+    assert torch.equal(after[w], before[w] * mask)
+    assert all(torch.equal(after[k], v) for k, v in before.items() if k != w)

@@ -122,6 +122,7 @@ class BaseMerger:
         self.num_classes = getattr(model, "shiftkit_config", {}).get("num_classes")
         # shapes/dtypes every source must match, kept on the meta device (no memory)
         self._folds: list[ArrayDataset] | None = None  # k-fold split of train ∪ val, made on first use
+        self._val_cache: tuple[list[tuple], dict[str, float]] | None = None  # (state key, val metrics of self.model)
         self.expected = {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in model.state_dict().items()}
 
     # ---- the protocol -------------------------------------------------------------------------
@@ -201,7 +202,14 @@ class BaseMerger:
         return fit(model, self.target.train, self.target.val, self.train_config(epochs, stage, lr=lr))
 
     def val_metrics(self, model: nn.Module | None = None) -> dict[str, float]:
-        return _metrics(model if model is not None else self.model, self.target.val)
+        """Val loss/accuracy; for the merged model, reused while none of its tensors changed (a GRASP
+        stage's `before` is the previous stage's `after`: one val pass saved per absorb)."""
+        if model is not None and model is not self.model:
+            return _metrics(model, self.target.val)
+        key = _state_key(self.model)
+        if self._val_cache is None or not _same_state(self._val_cache[0], key):
+            self._val_cache = (key, _metrics(self.model, self.target.val))
+        return dict(self._val_cache[1])
 
     def selection_metrics(self, model: nn.Module | None = None) -> dict[str, float]:
         """Metrics for a training-free selection: the val split, or (val_folds = k) the mean over k folds
@@ -255,6 +263,17 @@ class BaseMerger:
                 self.absorb(r["source"])
             self.run_dir = run_dir
         return [r["source"] for r in self.records]
+
+
+def _state_key(model: nn.Module) -> list[tuple]:
+    """Identity of a model's current values: each tensor's storage (held, so its address cannot be reused by
+    another tensor while the key lives), data pointer and in-place version counter (bumped by copy_, optimizer
+    steps, load_state_dict)."""
+    return [(t.untyped_storage(), t.data_ptr(), t._version) for t in model.state_dict().values()]
+
+
+def _same_state(a: list[tuple], b: list[tuple]) -> bool:
+    return len(a) == len(b) and all(x[1:] == y[1:] for x, y in zip(a, b))
 
 
 def _metrics(model: nn.Module, ds: ArrayDataset) -> dict[str, float]:
