@@ -121,3 +121,30 @@ def test_k_fold_fine_tuning_keeps_the_epoch_the_folds_choose_trained_on_every_im
     for k, v in merger.model.state_dict().items():
         assert torch.equal(v, kept["state"][k]), k
     assert len(pool(pool(folds[0], folds[1]), folds[2])) == len(zoo.target.train) + len(zoo.target.val)
+
+
+def test_bn_recalibrate_judges_every_candidate_with_target_statistics(zoo, good, tmp_path):
+    """A source whose BN running statistics are ruined scores badly as it is, and exactly like its intact
+    twin once the statistics are re-estimated on the target's train images (weights untouched)."""
+    from shiftkit.train import recalibrate_bn
+
+    net = zoo.model()
+    checkpoints.load_checkpoint(good[0], net)
+    state = {k: v + 3 * v.abs().mean() + 1 if "running_mean" in k else v * 0.01 if "running_var" in k else v
+             for k, v in net.state_dict().items()}
+    ruined = tmp_path / "ruined_bn.safetensors"
+    save_checkpoint(ruined, state, metadata=checkpoints.model_metadata(net))
+    plain = transfer.create("best_single_source", zoo.model(), zoo.target, **NO_TRAIN)
+    recal = transfer.create("best_single_source_bnrecal", zoo.model(), zoo.target, **NO_TRAIN)
+    scores = {name: [m.absorb(p)["val_loss"] for p in (good[0], ruined)] for name, m in (("plain", plain), ("recal", recal))}
+    assert scores["plain"][1] != scores["plain"][0]  # as they are, the ruined statistics change the score
+    assert scores["recal"][0] == scores["recal"][1]  # the same weights, the same target statistics
+    recalibrate_bn(net, zoo.target.train)
+    assert recal.val_metrics(net)["loss"] == scores["recal"][0]  # the statistics are the target train images'
+    soup = transfer.create("greedy_soup_bnrecal", zoo.model(), zoo.target, **NO_TRAIN)
+    for p in good:
+        soup.absorb(p)
+    soup.finish()  # the soup handed to fine-tuning carries target statistics, whatever was rejected last
+    want = copy.deepcopy(soup.model)
+    recalibrate_bn(want, zoo.target.train)
+    assert all(torch.equal(a, b) for a, b in zip(soup.model.state_dict().values(), want.state_dict().values()))

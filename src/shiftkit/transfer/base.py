@@ -27,7 +27,7 @@ from ..data.base import ArrayDataset
 from ..data.domains import Domain
 from ..errors import CheckpointError, ConfigError
 from ..progress import Progress
-from ..train import FitResult, TrainConfig, evaluate, fit
+from ..train import FitResult, TrainConfig, evaluate, fit, recalibrate_bn
 
 __all__ = ["Merger", "MergeConfig", "BaseMerger", "TRANSFER", "register_transfer", "register_variant", "create",
            "names", "config_class", "run_sources"]
@@ -55,6 +55,9 @@ class MergeConfig:
     # k >= 2: k-fold selection over every labelled target image (train ∪ val) instead of the ~20 val
     # images, for training-free selections and the deferred fine-tuning's epoch (see _kfold.py). 0: val split.
     val_folds: int = 0
+    # re-estimate BN statistics on the target's train images (labels unused) before every training-free
+    # selection scores a model: a source or a soup is judged with target statistics, not its own domain's
+    bn_recalibrate: bool = False
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -214,9 +217,12 @@ class BaseMerger:
     def selection_metrics(self, model: nn.Module | None = None) -> dict[str, float]:
         """Metrics for a training-free selection: the val split, or (val_folds = k) the mean over k folds
         of train ∪ val, with the per-fold values. Only for models not trained on the target."""
+        model = model if model is not None else self.model
+        if self.cfg.bn_recalibrate:
+            recalibrate_bn(model, self.target.train)
         if self.cfg.val_folds == 0:
             return self.val_metrics(model)
-        return _kfold.fold_metrics(model if model is not None else self.model, self.folds())
+        return _kfold.fold_metrics(model, self.folds())
 
     def folds(self) -> list[ArrayDataset]:
         """The k-fold split of every labelled target image (made once, seeded by the run's seed)."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .base import BaseMerger, register_transfer
+from .base import BaseMerger, register_transfer, register_variant
 
 __all__ = ["BestSingleSource"]
 
@@ -31,3 +31,7 @@ class BestSingleSource(BaseMerger):
             self.model.load_state_dict(self._scratch.state_dict())
         return {"val_accuracy": m["accuracy"], "val_loss": m["loss"], "chosen": chosen}
 
+
+
+# the baseline the bnrecal soup is measured against: the same target BN statistics for every candidate
+register_variant("best_single_source_bnrecal", BestSingleSource, bn_recalibrate=True)

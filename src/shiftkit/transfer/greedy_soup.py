@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .base import register_transfer
+from .base import register_transfer, register_variant
 from ._ranking import SourceScoring
 
 __all__ = ["GreedySoup"]
@@ -43,6 +43,8 @@ class GreedySoup(SourceScoring):
             else:
                 self._set_soup(total, n)  # back to the exact current soup
             log.append({"source": str(path), "soup_val_loss": loss, "accepted": ok})
+        if self.cfg.bn_recalibrate:  # a rejected candidate left the averaged statistics: the soup's own again
+            self.selection_metrics()
         self.soup_log = {"order": [str(p) for p in order], "accepted": accepted, "candidates": log}
 
     def _set_soup(self, total: dict[str, Tensor], n: int) -> None:
@@ -55,3 +57,8 @@ class GreedySoup(SourceScoring):
         model = super().finish()
         self.finish_log = {**self.finish_log, **getattr(self, "soup_log", {})}
         return model
+
+
+# BN statistics re-estimated on the target's train images before each soup is judged (averaged running
+# statistics describe no model in the soup; the target's describe the one that will be fine-tuned)
+register_variant("greedy_soup_bnrecal", GreedySoup, bn_recalibrate=True)
