@@ -31,7 +31,8 @@ __all__ = ["AccuracyConfig", "run_accuracy", "ORDER_INVARIANT", "SEQUENTIAL"]
 
 # merges whose result does not depend on the source order (sums, means, votes, a max, learned weights)
 ORDER_INVARIANT = ("target_only", "best_single_source", "ensemble", "ensemble_hard", "fusion", "task_arithmetic",
-                   "ties", "pearl", "greedy_soup", "ranked")  # the last two rank the sources themselves
+                   "ties", "pearl", "greedy_soup", "ranked", "greedy_soup_bnrecal",
+                   "best_single_source_bnrecal")  # greedy_soup and ranked rank the sources themselves
 SEQUENTIAL = ("grasp", "grasp_taylor", "grasp_channel", "grasp_multibatch", "grasp_valgate", "grasp_stagegate",
               "sequential_all", "sequential_none")
 
