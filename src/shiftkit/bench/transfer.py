@@ -27,7 +27,12 @@ from ..train import evaluate, predict_logits
 from ..transfer.ensemble import VoteEnsemble
 from ..transfer.zoo import zoo_checksum
 
-__all__ = ["AccuracyConfig", "run_accuracy", "ORDER_INVARIANT", "SEQUENTIAL"]
+__all__ = ["AccuracyConfig", "run_accuracy", "result_name", "setting_suffix", "ORDER_INVARIANT", "SEQUENTIAL", "ORDERS",
+           "SETTINGS"]
+
+ORDERS = ("temporal", "reverse", "random")
+# the config fields that change a row's numbers: each combination is a setting with its own result file
+SETTINGS = ("val_folds", "lr_grid", "zoo_seed")
 
 # merges whose result does not depend on the source order (sums, means, votes, a max, learned weights)
 ORDER_INVARIANT = ("target_only", "best_single_source", "ensemble", "ensemble_hard", "fusion", "task_arithmetic",
@@ -45,7 +50,7 @@ def _default_grid() -> dict:
 @dataclass(frozen=True)
 class AccuracyConfig:
     grid: dict = field(default_factory=_default_grid)
-    orders: tuple[str, ...] = ("temporal", "reverse", "random")
+    orders: tuple[str, ...] = ORDERS
     seeds: tuple[int, ...] = (0, 1, 2)
     methods: tuple[str, ...] = ()                   # () = every registered method
     # order-dependent methods run on every order; the other GRASP variants (≈ grasp, or gated shut) temporal only
@@ -61,7 +66,27 @@ class AccuracyConfig:
     lr_grid: tuple[float, ...] = ()                 # tuned setting: each method picks its lr on target val only
 
 
+def setting_suffix(config: dict) -> str:
+    """File-name suffix of a result's setting, from its (JSON) config: "" for the reference setting, else
+    _kfold<k> (val_folds = k), _lrgrid (a tuned lr), _zoo<s> (zoo seed s), in that order."""
+    defaults = {k: AccuracyConfig.__dataclass_fields__[k].default for k in SETTINGS}
+    val = {k: config.get(k, defaults[k]) for k in SETTINGS}
+    parts = [f"kfold{val['val_folds']}" if val["val_folds"] else "", "lrgrid" if val["lr_grid"] else "",
+             f"zoo{val['zoo_seed']}" if val["zoo_seed"] else ""]
+    return "".join(f"_{p}" for p in parts if p)
+
+
+def result_name(dataset: str, shots: int, cfg: AccuracyConfig, tag: str = "") -> str:
+    """transfer_accuracy_<dataset>_<shots>[_<model>][<setting suffix>][_<tag>].json: settings never share a file
+    (run_accuracy also refuses a file made with other settings, e.g. another lr grid)."""
+    model = "" if cfg.model == "small_cnn" else f"_{cfg.model}"
+    return (f"transfer_accuracy_{dataset}_{shots}{model}{setting_suffix(dataclasses.asdict(cfg))}"
+            f"{f'_{tag}' if tag else ''}.json")
+
+
 def _order(paths: list[Path], order: str, seed: int) -> list[Path]:
+    if order not in ORDERS:  # anything else would silently run as "random"
+        raise ConfigError(f"source order {order!r}; valid: {', '.join(ORDERS)}")
     if order == "temporal":
         return list(paths)
     if order == "reverse":
@@ -165,10 +190,9 @@ def run_accuracy(cfg: AccuracyConfig, out: Path, *, command: str, log=print) -> 
     earlier = old.get("commands") or ([old["command"]] if "command" in old else [])  # older files: one "command"
     commands = [c for c in earlier if c != command] + [command]
     fields = ("dataset", "model", "target", "shots", "seed", "order", "method", "select")
-    settings = ("zoo_seed", "val_folds", "lr_grid")
     if old and any(json.loads(json.dumps(getattr(cfg, k))) != old["config"].get(k, AccuracyConfig.__dataclass_fields__[k].default)
-                   for k in settings):
-        raise ConfigError(f"{out}: made with other settings ({ {k: old['config'].get(k) for k in settings} }); use another --tag")
+                   for k in SETTINGS):
+        raise ConfigError(f"{out}: made with other settings ({ {k: old['config'].get(k) for k in SETTINGS} }); use another --tag")
     options = {"val_folds": cfg.val_folds} if cfg.val_folds else {}
     zoos: dict[str, str] = {}
     for r in rows:

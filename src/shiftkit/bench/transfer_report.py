@@ -7,47 +7,85 @@ from pathlib import Path
 
 from ..render import line_plot, markdown_table
 from ..stats import format_interval, format_mean_std, mean_std, paired_interval
+from .transfer import ORDERS, AccuracyConfig, setting_suffix
 
-__all__ = ["accuracy_section", "memory_section"]
+__all__ = ["accuracy_section", "memory_section", "paired_deltas", "reference_of", "setting_label"]
 
-REF = "grasp"
+GRASP = "grasp"
+REF = "best_single_source"   # the Δ reference; GRASP where a table has no best_single_source
+TIE = 1e-9                   # |Δ| at or below this is a tie
 
 
 def _pm(values: list[float]) -> str:
     return format_mean_std(mean_std(values), scale=100, empty="–")
 
 
-def _per_seed(rows: list[dict], key: str) -> list[float]:
-    """Mean over targets and orders for each seed (the ± is the spread over seeds)."""
-    by_seed = defaultdict(list)
-    for r in rows:
-        by_seed[r["seed"]].append(r[key])
-    return [statistics.fmean(v) for _, v in sorted(by_seed.items())]
-
-
-def _unit(r: dict) -> tuple:
+def _row_key(r: dict) -> tuple:
     return (r["target"], r["order"], r["seed"])
 
 
+def _units(rows: list[dict], method: str) -> dict[tuple, dict[str, dict]]:
+    """(target, seed) -> order -> row of one method. A few-shot sample is drawn per (target, seed) and the
+    source orders of a seed share it, so (target, seed) is the independent unit."""
+    units: dict[tuple, dict[str, dict]] = defaultdict(dict)
+    for r in rows:
+        if r["method"] == method:
+            units[(r["target"], r["seed"])][r["order"]] = r
+    return dict(units)
+
+
+def _unit_means(rows: list[dict], method: str, key: str) -> list[float]:
+    """The method's `key` per independent unit, its orders averaged within the unit (sorted units)."""
+    return [statistics.fmean(r[key] for r in by_order.values()) for _, by_order in sorted(_units(rows, method).items())]
+
+
+def paired_deltas(rows: list[dict], method: str, ref: str) -> dict[tuple, float]:
+    """Accuracy Δ = method − ref per independent unit (target, seed) both ran, each side averaged over the
+    source orders both ran in that unit: a method run on the temporal order only meets the reference's
+    temporal rows (an order-invariant reference has the same value on every order)."""
+    theirs = _units(rows, ref)
+    out = {}
+    for unit, mine in sorted(_units(rows, method).items()):
+        common = [o for o in mine if o in theirs.get(unit, {})]
+        if common:
+            out[unit] = (statistics.fmean(mine[o]["accuracy"] for o in common)
+                         - statistics.fmean(theirs[unit][o]["accuracy"] for o in common))
+    return out
+
+
+def _delta_cells(deltas: dict[tuple, float]) -> list[str]:
+    """Δ [95% CI] over units, wins/ties/losses, the worst target's mean Δ."""
+    d = list(deltas.values())
+    wins, losses = sum(x > TIE for x in d), sum(x < -TIE for x in d)
+    by_target = defaultdict(list)
+    for (target, _), x in deltas.items():
+        by_target[target].append(x)
+    worst, target = min((statistics.fmean(v), t) for t, v in by_target.items())
+    return [format_interval(paired_interval(d), scale=100), f"{wins}/{len(d) - wins - losses}/{losses}",
+            f"{100 * worst:+.1f} (bin {target})"]
+
+
+def reference_of(methods: list[str]) -> str | None:
+    """best_single_source, else GRASP, else none (no Δ column)."""
+    return next((m for m in (REF, GRASP) if m in methods), None)
+
+
 def _main_table(rows: list[dict], methods: list[str]) -> str:
-    ref = {_unit(r): r["accuracy"] for r in rows if r["method"] == REF}
+    ref = reference_of(methods)
+    all_orders = {r["order"] for r in rows}
+    acc = {m: _unit_means(rows, m, "accuracy") for m in methods}
     body = []
-    order = sorted(methods, key=lambda m: -statistics.fmean(r["accuracy"] for r in rows if r["method"] == m))
-    for m in order:
+    for m in sorted(methods, key=lambda m: -statistics.fmean(acc[m])):
         mr = [r for r in rows if r["method"] == m]
-        diffs = [r["accuracy"] - ref[_unit(r)] for r in mr if _unit(r) in ref]
-        if m == REF or not diffs:
-            delta, wins = "reference", ""
-        else:
-            delta = format_interval(paired_interval(diffs), scale=100)
-            wins = f"{sum(x > 0 for x in diffs)}/{len(diffs)}"
+        deltas = paired_deltas(rows, m, ref) if ref and m != ref else {}
+        cells = ["reference", "", ""] if m == ref else _delta_cells(deltas) if deltas else ["–", "", ""]
         wall = statistics.fmean(r["wall_s"] for r in mr if "reused_from_order" not in r)
         epochs = statistics.fmean(r["target_epochs"] for r in mr)
-        tag = "" if len({r["order"] for r in mr}) > 1 else " †"
-        body.append([f"{m}{tag}", *[_pm(_per_seed(mr, k)) for k in ("accuracy", "macro_f1", "auroc")], delta, wins,
-                     f"{wall:.1f}", f"{epochs:.0f}"])
-    return markdown_table(["method", "accuracy %", "macro-F1 %", "AUROC %", "Δacc vs grasp (pts) [95% CI]", "wins/units",
-                           "wall s", "target epochs"], body)
+        tag = " †" if {r["order"] for r in mr} < all_orders else ""
+        body.append([f"{m}{tag}", _pm(acc[m]), _pm(_unit_means(rows, m, "macro_f1")), *cells, f"{wall:.1f}",
+                     f"{epochs:.0f}"])
+    return markdown_table(["method", "accuracy %", "macro-F1 %", f"Δacc vs {ref or '–'} (pts) [95% CI]",
+                           "wins/ties/losses", "worst target Δ", "wall s", "target epochs"], body)
 
 
 def _summary(rows: list[dict], methods: list[str]) -> str:
@@ -55,13 +93,13 @@ def _summary(rows: list[dict], methods: list[str]) -> str:
     every_order = [m for m in methods if len({r["order"] for r in rows if r["method"] == m}) > 1]
     mean = {m: statistics.fmean(r["accuracy"] for r in rows if r["method"] == m) for m in every_order}
     ranked = sorted(mean, key=mean.get, reverse=True)
-    if REF not in mean:
+    if GRASP not in mean:
         return ""
     text = (f"**Summary (generated, methods run on every order):** top = {ranked[0]} ({100 * mean[ranked[0]]:.1f}%); "
-            f"GRASP ranks {ranked.index(REF) + 1}/{len(ranked)} ({100 * mean[REF]:.1f}%)")
+            f"GRASP ranks {ranked.index(GRASP) + 1}/{len(ranked)} ({100 * mean[GRASP]:.1f}%)")
     if "sequential_all" in mean:
-        text += f"; GRASP − sequential_all = {100 * (mean[REF] - mean['sequential_all']):+.1f} pts"
-    fr = [f for r in rows if r["method"] == REF and "reused_from_order" not in r for f in r["fraction_transferred"][1:]]
+        text += f"; GRASP − sequential_all = {100 * (mean[GRASP] - mean['sequential_all']):+.1f} pts"
+    fr = [f for r in rows if r["method"] == GRASP and "reused_from_order" not in r for f in r["fraction_transferred"][1:]]
     if fr:
         text += f"; GRASP copied {100 * statistics.fmean(fr):.1f}% of the parameters per later absorb"
     return text + "."
@@ -76,13 +114,13 @@ def _breakdown(rows: list[dict], methods: list[str], field: str, values: list) -
 
 
 def _select_table(rows: list[dict]) -> str:
-    last = {(_unit(r), r["method"]): r["accuracy"] for r in rows if r["select"] == "last"}
+    last = {(_row_key(r), r["method"]): r["accuracy"] for r in rows if r["select"] == "last"}
     body = []
     for m in sorted({r["method"] for r in rows if r["select"] == "last"}):
-        best = [r for r in rows if r["method"] == m and r["select"] == "best_val" and (_unit(r), m) in last]
-        diffs = [last[(_unit(r), m)] - r["accuracy"] for r in best]
+        best = [r for r in rows if r["method"] == m and r["select"] == "best_val" and (_row_key(r), m) in last]
+        diffs = [last[(_row_key(r), m)] - r["accuracy"] for r in best]
         body.append([m, f"{100 * statistics.fmean(r['accuracy'] for r in best):.1f}",
-                     f"{100 * statistics.fmean(last[(_unit(r), m)] for r in best):.1f}",
+                     f"{100 * statistics.fmean(last[(_row_key(r), m)] for r in best):.1f}",
                      format_interval(paired_interval(diffs), scale=100)])
     return markdown_table(["method", "best-within-stage %", "last-epoch %", "Δ last − best (pts) [95% CI]"], body)
 
@@ -109,7 +147,7 @@ def _curves(rows: list[dict], plot: Path, title: str) -> None:
         curves = [r["curve"] for r in rows if r["method"] == m and r["curve"]]
         n = min(len(c) for c in curves)
         ms = [mean_std(c[i] for c in curves) for i in range(n)]
-        series[m] = (list(range(1, n + 1)), [x.mean for x in ms], [x.std for x in ms] if m == REF else None)
+        series[m] = (list(range(1, n + 1)), [x.mean for x in ms], [x.std for x in ms] if m == GRASP else None)
     n = max((len(x) for x, _, _ in series.values()), default=0)
     for m in ("best_single_source", "greedy_soup"):  # no per-source curve: their final accuracy as a level line
         finals = [r["accuracy"] for r in rows if r["method"] == m]
@@ -120,52 +158,90 @@ def _curves(rows: list[dict], plot: Path, title: str) -> None:
         line_plot(series, plot, title=title, xlabel="sources absorbed", ylabel="target accuracy (500-image test subsample, seed 0)")
 
 
+def setting_label(config: dict) -> str:
+    """What a result file's setting is, in words (its config's SETTINGS fields; absent = the default)."""
+    suffix = setting_suffix(config)
+    folds, grid, zoo = (config.get(k, AccuracyConfig.__dataclass_fields__[k].default) for k in ("val_folds", "lr_grid", "zoo_seed"))
+    words = [f"{folds}-fold selection over train ∪ val" if folds else "selection on the val split",
+             f"lr picked on target val from {{{', '.join(f'{lr:g}' for lr in grid)}}}" if grid else "each method's default lr",
+             f"zoo seed {zoo}"]
+    return f"{'setting ' + suffix.lstrip('_') if suffix else 'reference setting'} ({', '.join(words)})"
+
+
+def _group(results: list[dict]) -> dict[tuple, tuple[list[dict], list[str], dict]]:
+    """(dataset, model, shots, setting suffix) -> (rows, commands of the files they come from, a config of the
+    setting), in the order the section shows them: datasets and models as they come, shots ascending, the
+    reference setting first."""
+    groups: dict[tuple, tuple[list[dict], list[str], dict]] = {}
+    for res in results:
+        config = res.get("config", {})
+        suffix = setting_suffix(config)
+        for r in res["rows"]:
+            r.setdefault("model", "small_cnn")  # rows written before the model was recorded
+            rows, commands, _ = groups.setdefault((r["dataset"], r["model"], r["shots"], suffix), ([], [], config))
+            rows.append(r)
+            for c in res.get("commands", [res.get("command")]):
+                if c not in commands:
+                    commands.append(c)
+    first = {k[:2]: i for i, k in reversed(list(enumerate(groups)))}
+    settings = {k[3]: i for i, k in reversed(list(enumerate(groups)))}
+    order = sorted(groups, key=lambda k: (first[k[:2]], k[2], k[3] != "", settings[k[3]]))
+    return {k: groups[k] for k in order}
+
+
 def accuracy_section(results: list[dict], plot_dir: Path) -> str:
-    rows = [r for res in results for r in res["rows"]]
-    out = ["### Accuracy (few-shot leave-one-out targets)", "", "Commands:", "",
-           *[f"    {c}" for res in results for c in res.get("commands", [res.get("command")])], "",
-           "Zoo (one per dataset and architecture, seed 0): a base trained 5 epochs on bin 0, one source per other bin "
-           "fine-tuned 3 epochs from it; sources = every bin except bin 0 and the target, in temporal order. "
-           "Variants marked † ran in temporal order only (paired on those units).", "",
-           "Mean ± std over seeds (each seed averaged over targets and source orders); Δ = paired difference to "
-           "GRASP over (target, order, seed) units with a 95% t-interval; *wins* = units where the method beats GRASP. "
-           "Orders within a seed share the few-shot sample, so the units are not independent and the intervals are optimistic; "
-           "read them with the per-order and per-target tables. Order-invariant methods run once per seed and are paired with every order. Best-validation epoch within "
-           "each stage unless stated. Test pool = the rest of the target bin (see n_test in the JSON)."]
-    for r in rows:
-        r.setdefault("model", "small_cnn")  # rows written before the model was recorded
-    for dataset, model in dict.fromkeys((r["dataset"], r["model"]) for r in rows):
-        for shots in sorted({r["shots"] for r in rows if (r["dataset"], r["model"]) == (dataset, model)}):
-            sub = [r for r in rows if (r["dataset"], r["model"], r["shots"]) == (dataset, model, shots)]
-            best = [r for r in sub if r["select"] == "best_val"]
-            methods = list(dict.fromkeys(r["method"] for r in best))
-            targets = sorted({r["target"] for r in best})
-            n_test = min(r["n_test"] for r in sub if "n_test" in r)
-            seeds_of = {t: {r["seed"] for r in best if r["target"] == t} for t in targets}
-            all_seeds = set().union(*seeds_of.values())
-            out += ["", f"#### {dataset}, {model}, {shots} target images (val {sub[0]['n_val']}, test ≥ {n_test}), targets {targets}, "
-                    f"seeds per target { {t: sorted(v) for t, v in seeds_of.items()} }"]
-            balanced = [t for t in targets if seeds_of[t] == all_seeds]
-            common = set.intersection(*seeds_of.values())
-            tables = [(balanced, all_seeds)] if len(all_seeds) > 1 and balanced else []
-            if len(targets) > len(balanced) or not tables:
-                tables.append((targets, common))
-            for tg, sd in tables:
-                part = [r for r in best if r["target"] in tg and r["seed"] in sd]
-                out += ["", f"Targets {tg}, seeds {sorted(sd)}:", ""] + [_main_table(part, methods)]
-                out += ["", _summary(part, methods)]
-            key = ["grasp", "grasp_taylor", "grasp_stagegate", "grasp_valgate", "sequential_all", "sequential_none", "best_single_source", "fusion"]
-            key = [m for m in key if m in methods]
-            out += ["", "Accuracy % by source order:", ""] + [_breakdown(best, key, "order", ["temporal", "reverse", "random"])]
-            out += ["", "Accuracy % by target bin:", ""] + [_breakdown(best, key, "target", targets)]
-            out += ["", "What the sequential methods copied:", ""] + [_decisions([r for r in best if "reused_from_order" not in r])]
-            if any(r["select"] == "last" for r in sub):
-                out += ["", "Best-within-stage vs last-epoch selection:", ""] + [_select_table(sub)]
-            plot = plot_dir / f"transfer_curve_{dataset}_{shots}{'' if model == 'small_cnn' else '_' + model}.png"
-            _curves([r for r in best if r["target"] == targets[-1] and r["order"] == "temporal"], plot,
-                    f"{dataset}, {model}, target bin{targets[-1]}, {shots} shots, temporal order")
-            if plot.is_file():
-                out += ["", f"![accuracy after each source]({plot.relative_to(plot_dir.parent)})"]
+    out = ["### Accuracy (few-shot leave-one-out targets)", "",
+           "Zoo (one per dataset, architecture and zoo seed): a base trained 5 epochs on bin 0, one source per other "
+           "bin fine-tuned 3 epochs from it; sources = every bin except bin 0 and the target, in temporal order. "
+           "One table per setting (selection on the val split or k-fold, a tuned lr, the zoo seed): each setting is "
+           "its own result file and is never pooled with another; the commands that made a table are listed above it.", "",
+           "Independent units: the few-shot sample is drawn per (target, seed) and the source orders of a seed share "
+           "it, so a unit is (target, seed), its orders averaged within it. Accuracy and macro-F1 = mean ± std over "
+           "units. Δ = paired difference to best_single_source over the units both ran, each side averaged over the "
+           "source orders both ran in that unit, with a 95% t-interval over those units: a method marked † ran on "
+           "fewer orders than its table (temporal only) and meets the reference's rows of the same orders "
+           "(best_single_source is order-invariant: one value per unit). wins/ties/losses count units (|Δ| ≤ 1e-9 is "
+           "a tie); worst target Δ = the mean Δ of the target where it is lowest. A table without best_single_source "
+           "is paired with GRASP instead, and says so. Order-invariant methods run once per seed and are reused for "
+           "every order. Best-validation epoch within each stage unless stated. Test pool = the rest of the target "
+           "bin (see n_test in the JSON)."]
+    for (dataset, model, shots, suffix), (sub, commands, config) in _group(results).items():
+        best = [r for r in sub if r["select"] == "best_val"]
+        methods = list(dict.fromkeys(r["method"] for r in best))
+        targets = sorted({r["target"] for r in best})
+        orders = [o for o in ORDERS if any(r["order"] == o for r in best)]
+        n_test = min(r["n_test"] for r in sub if "n_test" in r)
+        seeds_of = {t: {r["seed"] for r in best if r["target"] == t} for t in targets}
+        all_seeds = set().union(*seeds_of.values())
+        ref = reference_of(methods)
+        out += ["", f"#### {dataset}, {model}, {shots} target images, {setting_label(config)}", "", "Commands:", "",
+                *[f"    {c}" for c in commands], "",
+                f"Val {sub[0]['n_val']}, test ≥ {n_test}, orders {', '.join(orders)}, targets {targets}, seeds per "
+                f"target { {t: sorted(v) for t, v in seeds_of.items()} }. "
+                + (f"Δ vs {ref}." if ref == REF else f"No best_single_source in this setting: Δ vs {ref}."
+                   if ref else "No best_single_source or grasp in this setting: no Δ.")]
+        balanced = [t for t in targets if seeds_of[t] == all_seeds]
+        common = set.intersection(*seeds_of.values())
+        tables = [(balanced, all_seeds)] if len(all_seeds) > 1 and balanced else []
+        if len(targets) > len(balanced) or not tables:
+            tables.append((targets, common))
+        for tg, sd in tables:
+            part = [r for r in best if r["target"] in tg and r["seed"] in sd]
+            out += ["", f"Targets {tg}, seeds {sorted(sd)}:", ""] + [_main_table(part, methods)]
+            summary = _summary(part, methods)
+            out += ["", summary] if summary else []
+        key = ["grasp", "grasp_taylor", "grasp_stagegate", "grasp_valgate", "sequential_all", "sequential_none", "best_single_source", "fusion"]
+        key = [m for m in key if m in methods]
+        out += ["", "Accuracy % by source order:", ""] + [_breakdown(best, key, "order", orders)]
+        out += ["", "Accuracy % by target bin:", ""] + [_breakdown(best, key, "target", targets)]
+        out += ["", "What the sequential methods copied:", ""] + [_decisions([r for r in best if "reused_from_order" not in r])]
+        if any(r["select"] == "last" for r in sub):
+            out += ["", "Best-within-stage vs last-epoch selection:", ""] + [_select_table(sub)]
+        plot = plot_dir / f"transfer_curve_{dataset}_{shots}{'' if model == 'small_cnn' else '_' + model}{suffix}.png"
+        _curves([r for r in best if r["target"] == targets[-1] and r["order"] == orders[0]], plot,
+                f"{dataset}, {model}, target bin{targets[-1]}, {shots} shots, {orders[0]} order")
+        if plot.is_file():
+            out += ["", f"![accuracy after each source]({plot.relative_to(plot_dir.parent)})"]
     return "\n".join(out)
 
 

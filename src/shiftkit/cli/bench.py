@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from ._common import say, table
+
+if TYPE_CHECKING:
+    from ..bench.transfer import AccuracyConfig
 
 commands = typer.Typer(no_args_is_help=True, help="Benchmarks: write JSON to benchmarks/results/ and update benchmarks/RESULTS.md.")
 
@@ -171,34 +174,68 @@ def _write_section(results: Path) -> None:
     _results.update_section("transfer", "\n\n".join(parts))
 
 
+def _transfer_config(dataset: str, targets: str, shots: int, seeds: str, methods: str, model: str, *, val_folds: int,
+                     lr_grid: str, zoo_seed: int, orders: str, last_epoch: bool) -> AccuracyConfig:
+    """The AccuracyConfig of `bench transfer`'s options; a bad setting raises ConfigError naming its option."""
+    from ..bench.transfer import ORDERS, AccuracyConfig
+    from ..errors import ConfigError
+    from ..transfer.base import MergeConfig
+
+    try:
+        MergeConfig(val_folds=val_folds)  # the methods' own rule for val_folds
+    except ConfigError as e:
+        raise ConfigError(f"--val-folds: {e}") from e
+    grid = _floats(lr_grid, "--lr-grid")
+    if any(not 0 < lr < float("inf") for lr in grid) or len(set(grid)) < len(grid):
+        raise ConfigError(f"--lr-grid={lr_grid!r}: expected distinct positive learning rates, e.g. 5e-5,3e-4,1e-3")
+    order_list = tuple(o.strip() for o in orders.split(",") if o.strip())
+    if not order_list or any(o not in ORDERS for o in order_list) or len(set(order_list)) < len(order_list):
+        raise ConfigError(f"--orders={orders!r}: expected distinct names from {', '.join(ORDERS)}")
+    return AccuracyConfig(grid={dataset: {shots: _ints(targets)}}, seeds=_ints(seeds),
+                          methods=tuple(m for m in methods.split(",") if m), model=model, val_folds=val_folds,
+                          lr_grid=grid, zoo_seed=zoo_seed, orders=order_list,
+                          **({} if last_epoch else {"last_epoch_methods": ()}))
+
+
 @commands.command("transfer")
 def bench_transfer(dataset: str = typer.Option("driftfmnist", help="driftfmnist | driftfmnist_complementary"),
                    targets: str = typer.Option("7,3,5,1", help="target bins, most important first"),
                    shots: int = typer.Option(100), seeds: str = typer.Option("0,1,2"),
                    methods: str = typer.Option("", help="comma list; default all"),
                    model: str = typer.Option("small_cnn", help="architecture of the zoo (its own base and sources)"),
+                   val_folds: int = typer.Option(0, "--val-folds", help="setting: k >= 2 selects by k-fold over every "
+                                                 "labelled target image (train + val); 0 = the val split"),
+                   lr_grid: str = typer.Option("", "--lr-grid", help="setting: each method picks its lr from this "
+                                               "comma list on target val, e.g. 5e-5,3e-4,1e-3; empty = its default lr"),
+                   zoo_seed: int = typer.Option(0, "--zoo-seed", min=0, help="setting: seed of the zoo (base init, "
+                                                "source training); 0 = the reference zoo"),
+                   orders: str = typer.Option("temporal,reverse,random", "--orders",
+                                              help="source orders to run (comma list; the first one also gets the "
+                                                   "last-epoch runs and the curves)"),
+                   last_epoch: bool = typer.Option(True, "--last-epoch/--no-last-epoch",
+                                                   help="also run grasp / sequential_* with last-epoch selection"),
                    results: Path = typer.Option(Path("benchmarks/results")),
                    tag: str = typer.Option("", help="suffix of the result file (runs in parallel need distinct files)"),
                    report_only: bool = typer.Option(False, help="only regenerate RESULTS.md from the JSON")):
     """Transfer accuracy of every method on one dataset and shot count (paired, few-shot, leave-one-out).
 
-    Each (dataset, shots, model) writes benchmarks/results/transfer_accuracy_<dataset>_<shots>[_<model>].json;
-    the RESULTS.md section is rebuilt from all of them.
+    Each (dataset, shots, model, setting) writes its own
+    benchmarks/results/transfer_accuracy_<dataset>_<shots>[_<model>][_kfold<k>][_lrgrid][_zoo<s>][_<tag>].json
+    (a setting = --val-folds, --lr-grid, --zoo-seed); the RESULTS.md section is rebuilt from all of them, one
+    table per setting.
 
     Example: shiftkit bench transfer --dataset driftfmnist --targets 7,3,5,1 --shots 100 --seeds 0,1,2
     """
     import warnings
 
     from ..bench import _results
-    from ..bench.transfer import AccuracyConfig, run_accuracy
+    from ..bench.transfer import result_name, run_accuracy
 
     warnings.filterwarnings("ignore", module="torchmetrics")
     if not report_only:
-        cfg = AccuracyConfig(grid={dataset: {shots: _ints(targets)}}, seeds=_ints(seeds),
-                             methods=tuple(m for m in methods.split(",") if m), model=model)
-        suffix = "".join(f"_{x}" for x in (model if model != "small_cnn" else "", tag) if x)
-        run_accuracy(cfg, results / f"transfer_accuracy_{dataset}_{shots}{suffix}.json", command=_results.command_line(),
-                     log=say)
+        cfg = _transfer_config(dataset, targets, shots, seeds, methods, model, val_folds=val_folds, lr_grid=lr_grid,
+                               zoo_seed=zoo_seed, orders=orders, last_epoch=last_epoch)
+        run_accuracy(cfg, results / result_name(dataset, shots, cfg, tag), command=_results.command_line(), log=say)
     _write_section(results)
 
 
