@@ -79,13 +79,23 @@ def _point(raw: dict, threads: int, cwd: str | None = None) -> dict:
 
 
 def _done(raw: dict) -> dict | None:
-    """The result a finished point left (same experiment config), so a rerun sweep skips it."""
+    """The result a finished point left (same experiment config), so a rerun sweep skips it. A stored config
+    that differs is read through the schema first: a key added since (at its default, which keeps the old
+    behaviour) does not make a finished point look like a new one."""
     path = Path(raw["out"]) / "result.json"
     try:
         result = json.loads(path.read_text()) if path.is_file() else None
     except (OSError, json.JSONDecodeError):
         return None
-    return result if result and result.get("experiment") == raw else None
+    stored = result.get("experiment") if isinstance(result, dict) else None
+    if not isinstance(stored, dict):
+        return None
+    if stored != raw:
+        try:
+            stored = parse_experiment(stored, where=str(path)).dump()
+        except ConfigError:  # a config this version refuses is not this point's: the point runs again
+            return None
+    return result if stored == raw else None
 
 
 def run_grid(exps: list[Experiment], *, executor: str = "local", workers: int = 2, threads: int = 1,

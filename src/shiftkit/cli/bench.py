@@ -313,3 +313,38 @@ def bench_prune_structured(
                  importances=tuple(i for i in importances.split(",") if i) or bs.IMPORTANCE_ARMS, ft_train=ft_train,
                  ft_epochs=ft_epochs, results=results, report_only=report_only, progress=say)
     say(md)
+
+
+@commands.command("merge-prune")
+def bench_merge_prune(
+    configs: str = typer.Option("benchmarks/configs/merge_then_prune",
+                                help="comma-separated merge -> prune YAMLs (pipeline: transfer, prune) or folders of them"),
+    seeds: str = typer.Option("0,1,2"), results: Path = typer.Option(Path("benchmarks/results")),
+    report_only: bool = typer.Option(False, help="only rebuild the table from RESULTS/merge_prune.json"),
+):
+    """Merge -> prune under shift: each config's seed sweep (`shiftkit sweep CONFIG --grid seed=...`), then one
+    row per config: the merged vs the pruned model on the target bin and on the other bins, paired by seed.
+
+    Points already done (same experiment in <out>/seed-S/result.json) are reused, not run again.
+    Example: shiftkit bench merge-prune --configs benchmarks/configs/merge_then_prune --seeds 0,1,2
+    """
+    from ..bench import _results
+    from ..bench import merge_prune as mp
+
+    if report_only:
+        say(mp.report(results))
+        return
+    from ..config import load_experiment
+    from ..sweep import expand_grid, run_grid
+
+    seed_list = [int(s) for s in _floats(seeds, "--seeds")]
+    exps = {}
+    for path in mp.config_paths(configs):  # every config checked before any point runs
+        exp = load_experiment(path)
+        mp.check_config(path, exp.dump())
+        exps[path.stem] = expand_grid(exp, {"seed": seed_list})
+    rows = []
+    for name, points in exps.items():
+        say(f"{name}: {len(points)} points")
+        rows += [mp.point_row(name, r) for r in run_grid(points)]
+    say(mp.write(results, rows, _results.command_line()))
