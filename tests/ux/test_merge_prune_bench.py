@@ -75,9 +75,9 @@ def test_rows_and_the_table_pair_seeds(tmp_path, monkeypatch):
     assert "Command: `shiftkit bench merge-prune`" in lines
     plain, rec = (next(x for x in lines if x.startswith(f"| {n} |")).split(" | ") for n in ("plain", "rec"))
     # Δ target per seed -40, -30: mean -35, t(0.975, 1) = 12.706 x sd 7.07 / sqrt 2 = 63.5; other bins -40, -22
-    assert plain[1:] == ["transfer budget (3 ep, lr 5e-5), no BN recal", "gcnet", "global", "2x → 2.01x", "0.26",
+    assert plain[1:] == ["small_cnn", "transfer budget (3 ep, lr 5e-5), no BN recal", "gcnet", "global", "2x → 2.01x", "0.26",
                          "59.0 ± 1.4", "24.0 ± 8.5", "-35.0 [-98.5, +28.5]", "-31.0 [-145.4, +83.4]", "2 |"]
-    assert rec[1:4] == ["recovery (20 ep, lr 1e-3), BN recal", "gcnet", "layerwise"]
+    assert rec[1:5] == ["small_cnn", "recovery (20 ep, lr 1e-3), BN recal", "gcnet", "layerwise"]
     assert rec[-3:] == ["-8.0", "-5.0", "1 |"]  # one seed: the mean, no interval
 
 
@@ -108,7 +108,7 @@ def test_finished_points_are_not_run_again(tmp_path, monkeypatch):
     assert [(r["config"], r["seed"], r["pruned_target"]) for r in stored["rows"]] == [("gc", 0, 0.18), ("gc", 1, 0.30)]
     assert stored["command"] == "shiftkit " + " ".join(argv)
     md = Path("benchmarks/RESULTS.md").read_text()
-    assert "<!-- merge_prune:begin -->" in md and "| gc | transfer budget" in md
+    assert "<!-- merge_prune:begin -->" in md and "| gc | small_cnn | transfer budget" in md
     main(["bench", "merge-prune", "--report-only", "--results", "res"])  # from the JSON alone
     assert Path("benchmarks/RESULTS.md").read_text() == md
 

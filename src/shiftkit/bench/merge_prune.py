@@ -124,7 +124,7 @@ def _table_row(group: list[dict]) -> list[str]:
     pct = lambda key: format_mean_std(mean_std(r[key] for r in group), scale=100)  # noqa: E731
     achieved = statistics.fmean(r["speedup"] for r in group)
     target = f"{r0['speedup_target']:g}x → " if r0["speedup_target"] is not None else ""
-    return [r0["config"], _setting(r0), r0["importance"], r0["scope"], f"{target}{achieved:.2f}x",
+    return [r0["config"], r0["model"], _setting(r0), r0["importance"], r0["scope"], f"{target}{achieved:.2f}x",
             f"{statistics.fmean(r['params_kept'] for r in group):.2f}", pct("merged_target"), pct("pruned_target"),
             _delta(group, "target"), _delta(group, "other"), str(len(group))]
 
@@ -142,7 +142,7 @@ def markdown(rows: list[dict], command: str) -> str:
         seeds = [r["seed"] for r in group]
         if len(set(seeds)) != len(seeds):
             raise DataError(f"{RESULT_FILE}: config {name!r} has seeds {seeds}: a seed twice")
-    header = ["config", "setting", "importance", "scope", "speedup (target → MACs)", "params kept",
+    header = ["config", "model", "setting", "importance", "scope", "speedup (target → MACs)", "params kept",
               "merged: target %", "pruned: target %", "Δ target (pts) [95% CI]", "Δ other bins (pts) [95% CI]", "seeds"]
     table = markdown_table(header, [_table_row(sorted(g, key=lambda r: r["seed"])) for g in groups.values()])
     text = (f"{_uniform(rows, 'model')} on {_uniform(rows, 'dataset')}, target {_uniform(rows, 'target')}, "
