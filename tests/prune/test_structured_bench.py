@@ -35,7 +35,7 @@ def test_bench_runs_resumes_and_summarizes(tmp_path):
     rows = ps.summarize(records)
     gc = next(r for r in rows if r["importance"] == "gcnet")
     assert gc["seeds"] == 2 and gc["best_baseline"] in ("l2", "random") and len(gc["d_shift_vs_best"]) == 3
-    md = ps.markdown(rows, cfg, "shiftkit bench prune-structured ...")
+    md = ps.markdown(rows, cfg, ["shiftkit bench prune-structured ..."])
     assert "| 2.0x | gcnet | 2 |" in md
 
 

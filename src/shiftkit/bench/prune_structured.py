@@ -146,9 +146,10 @@ def summarize(records: list[dict]) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], cfg: StructuredBenchConfig, command: str) -> str:
+def markdown(rows: list[dict], cfg: StructuredBenchConfig, commands: list[str]) -> str:
     b = cfg.base
-    lines = [f"### Structural (channel) pruning under shift: {cfg.tag}", "", f"Command: `{command}`", "",
+    lines = [f"### Structural (channel) pruning under shift: {cfg.tag}", "", "Commands:", "",
+             *[f"    {c}" for c in commands], "",
              f"Dense {cfg.tag} from `bench prune` (clean Fashion-MNIST, {b.dense_train} images x {b.dense_epochs} epochs), "
              f"pruned by Torch-Pruning to each FLOP speedup (channels removed; importance re-estimated every "
              f"{cfg.step} of channel ratio; first layer and classifier kept), BN re-estimated on calibration images, "
@@ -231,12 +232,13 @@ def main(*, model: str = "resnet20", width: float | None = None, seeds: tuple[in
                else run(cfg, jsonl, progress=progress))
     rows = summarize(records)
     summary = results / f"prune_structured_{cfg.tag}.json"
-    if report_only and summary.exists():  # the table keeps naming the command that ran the benchmark
-        stored = json.loads(summary.read_text())
-        command = stored.get("command") or stored["markdown"].split("Command: `", 1)[1].split("`\n", 1)[0]
+    stored = json.loads(summary.read_text()) if summary.exists() else {}
+    earlier = stored.get("commands") or ([stored["command"]] if stored.get("command") else [])
     command = command or _results.command_line()
-    md = markdown(rows, cfg, command)
-    _results.write_result(summary, {"config": config_dict(cfg), "command": command, "rows": rows, "markdown": md})
+    # the table names every command whose runs it holds (a later run adds seeds or speedups to the same file)
+    commands = earlier if report_only and earlier else [c for c in earlier if c != command] + [command]
+    md = markdown(rows, cfg, commands)
+    _results.write_result(summary, {"config": config_dict(cfg), "commands": commands, "rows": rows, "markdown": md})
     _results.update_section(f"prune_structured_{cfg.tag}", md)
     return md
 
