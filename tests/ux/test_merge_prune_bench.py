@@ -76,9 +76,9 @@ def test_rows_and_the_table_pair_seeds(tmp_path, monkeypatch):
     plain, rec = (next(x for x in lines if x.startswith(f"| {n} |")).split(" | ") for n in ("plain", "rec"))
     # Δ target per seed -40, -30: mean -35, t(0.975, 1) = 12.706 x sd 7.07 / sqrt 2 = 63.5; other bins -40, -22
     assert plain[1:] == ["small_cnn", "transfer budget (3 ep, lr 5e-5), no BN recal", "gcnet", "global", "2x → 2.01x", "0.26",
-                         "59.0 ± 1.4", "24.0 ± 8.5", "-35.0 [-98.5, +28.5]", "-31.0 [-145.4, +83.4]", "2 |"]
+                         "59.0 ± 1.4", "24.0 ± 8.5", "-35.0 [-98.5, +28.5]", "-31.0 [-145.4, +83.4]", "–", "2 |"]
     assert rec[1:5] == ["small_cnn", "recovery (20 ep, lr 1e-3), BN recal", "gcnet", "layerwise"]
-    assert rec[-3:] == ["-8.0", "-5.0", "1 |"]  # one seed: the mean, no interval
+    assert rec[-4:] == ["-8.0", "-5.0", "–", "1 |"]  # one seed: the mean, no interval
 
 
 class _Ran(Exception):
@@ -142,3 +142,21 @@ def test_end_to_end_on_the_tiny_fixture(ux_env):
     assert row["target"] == "bin7" and 0 <= row["merged_other"] <= 1
     main(argv)
     assert point.stat().st_mtime_ns == stamp
+
+
+def test_cuts_are_paired_with_the_no_cut_control_of_their_budget(tmp_path, monkeypatch):
+    """A config whose prune step keeps >= 99% of the parameters is the control of the configs with the same model,
+    merge and prune-step budget; configs with another budget have none."""
+    monkeypatch.chdir(tmp_path)
+    rec = {"bn_recalibrate": True, "budget": {"epochs": 20, "lr": 1e-3}}
+    cut = _store(_config(tmp_path / "c", "cut", rec), [0, 1], [((0.60, 0.6), (0.40, 0.4)), ((0.60, 0.6), (0.46, 0.4))])
+    ctl = _store(_config(tmp_path / "c", "none", rec), [0, 1], [((0.60, 0.6), (0.50, 0.5)), ((0.60, 0.6), (0.52, 0.5))])
+    other = _store(_config(tmp_path / "c", "plain"), [0, 1], [((0.60, 0.6), (0.30, 0.3)), ((0.60, 0.6), (0.31, 0.3))])
+    for r in ctl:
+        r["steps"][1]["params"] = [1000, 995]  # tp rounds a 0.1% channel ratio to (almost) nothing
+    rows = ([mp.point_row("cut", r) for r in cut] + [mp.point_row("none", r) for r in ctl]
+            + [mp.point_row("plain", r) for r in other])
+    lines = {x.split(" | ")[0].lstrip("| "): x.split(" | ") for x in mp.markdown(rows, "c").splitlines() if x.startswith("| ")}
+    # cut - control per seed: -10, -6 -> mean -8, t(0.975, 1) 12.706 x sd 2.83 / sqrt 2 = 25.4
+    assert lines["cut"][-2] == "-8.0 [-33.4, +17.4]"
+    assert lines["none"][-2] == "control" and lines["plain"][-2] == "–"

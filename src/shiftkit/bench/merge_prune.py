@@ -119,14 +119,33 @@ def _delta(group: list[dict], key: str) -> str:
     return format_interval(paired_interval(diffs))
 
 
-def _table_row(group: list[dict]) -> list[str]:
+def _control_of(group: list[dict], groups: list[list[dict]]) -> list[dict] | None:
+    """The no-cut control of a config: another config of the same model, merge and prune budget whose prune step
+    removes < 1% of the parameters, so Δ against it isolates the cut from the recovery fine-tuning itself."""
+    r0 = group[0]
+    same = lambda r: all(r[k] == r0[k] for k in ("model", "merge", "budget", "merge_budget", "bn_recalibrate"))  # noqa: E731
+    for g in groups:
+        if g is not group and same(g[0]) and min(r["params_kept"] for r in g) >= 0.99:
+            return g
+    return None
+
+
+def _vs_control(group: list[dict], control: list[dict] | None) -> str:
+    if control is None or group is control:
+        return "control" if group is control else "–"
+    by_seed = {r["seed"]: r["pruned_target"] for r in control}
+    diffs = [100 * (r["pruned_target"] - by_seed[r["seed"]]) for r in group if r["seed"] in by_seed]
+    return format_interval(paired_interval(diffs)) if diffs else "–"
+
+
+def _table_row(group: list[dict], control: list[dict] | None = None) -> list[str]:
     r0 = group[0]
     pct = lambda key: format_mean_std(mean_std(r[key] for r in group), scale=100)  # noqa: E731
     achieved = statistics.fmean(r["speedup"] for r in group)
     target = f"{r0['speedup_target']:g}x → " if r0["speedup_target"] is not None else ""
     return [r0["config"], r0["model"], _setting(r0), r0["importance"], r0["scope"], f"{target}{achieved:.2f}x",
             f"{statistics.fmean(r['params_kept'] for r in group):.2f}", pct("merged_target"), pct("pruned_target"),
-            _delta(group, "target"), _delta(group, "other"), str(len(group))]
+            _delta(group, "target"), _delta(group, "other"), _vs_control(group, control), str(len(group))]
 
 
 def _uniform(rows: list[dict], key: str) -> str:
@@ -143,8 +162,12 @@ def markdown(rows: list[dict], command: str) -> str:
         if len(set(seeds)) != len(seeds):
             raise DataError(f"{RESULT_FILE}: config {name!r} has seeds {seeds}: a seed twice")
     header = ["config", "model", "setting", "importance", "scope", "speedup (target → MACs)", "params kept",
-              "merged: target %", "pruned: target %", "Δ target (pts) [95% CI]", "Δ other bins (pts) [95% CI]", "seeds"]
-    table = markdown_table(header, [_table_row(sorted(g, key=lambda r: r["seed"])) for g in groups.values()])
+              "merged: target %", "pruned: target %", "Δ target (pts) [95% CI]", "Δ other bins (pts) [95% CI]",
+              "Δ target vs no-cut control (pts) [95% CI]", "seeds"]
+    ordered = [sorted(g, key=lambda r: r["seed"]) for g in groups.values()]
+    controls = {id(g): _control_of(g, ordered) for g in ordered}
+    controls.update({id(c): c for c in controls.values() if c is not None})  # a control is its own
+    table = markdown_table(header, [_table_row(g, controls[id(g)]) for g in ordered])
     text = (f"{_uniform(rows, 'model')} on {_uniform(rows, 'dataset')}, target {_uniform(rows, 'target')}, "
             f"{_uniform(rows, 'few_shot')} target labels. Each config under `--configs` is one `pipeline:` experiment: "
             f"`{_uniform(rows, 'merge')}` merges the zoo's sources on the target, then Torch-Pruning removes channels "
@@ -152,7 +175,9 @@ def markdown(rows: list[dict], command: str) -> str:
             "layerwise = the same ratio in every layer; BN recal = BatchNorm re-estimated after the cut) and the "
             "pruned net is fine-tuned on the same target labels, with the transfer budget of the merge or a "
             "recovery budget of its own. Target = test accuracy on the target bin; other bins = mean over the other "
-            "drift bins. Mean ± std over seeds; Δ = pruned − merged, paired by seed, points [95% CI].")
+            "drift bins. Mean ± std over seeds; Δ = pruned − merged, paired by seed, points [95% CI]. A no-cut control "
+            "(same merge, same prune-step budget, < 1% of the parameters removed) separates the cut from the "
+            "recovery fine-tuning: Δ vs control = pruned − control, paired by seed.")
     return "\n".join(["### Merge then prune on DriftFMNIST", "", f"Command: `{command}`", "", text, "", table])
 
 
