@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..train import recalibrate_bn
 from .base import register_transfer, register_variant
 from ._ranking import SourceScoring
 
@@ -44,7 +45,7 @@ class GreedySoup(SourceScoring):
                 self._set_soup(total, n)  # back to the exact current soup
             log.append({"source": str(path), "soup_val_loss": loss, "accepted": ok})
         if self.cfg.bn_recalibrate:  # a rejected candidate left the averaged statistics: the soup's own again
-            self.selection_metrics()
+            recalibrate_bn(self.model, self.target.train)
         self.soup_log = {"order": [str(p) for p in order], "accepted": accepted, "candidates": log}
 
     def _set_soup(self, total: dict[str, Tensor], n: int) -> None:
