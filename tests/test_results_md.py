@@ -32,9 +32,11 @@ def _stored_commands(results: Path) -> list[list[str]]:
     for f in sorted(results.glob("prune_structured_*.json")):
         if "latency" in f.name:
             continue
-        base = json.loads(f.read_text())["config"]["base"]
+        config = json.loads(f.read_text())["config"]
+        base = config["base"]
         width = [a for k, v in base["model_kwargs"] if k == "width" for a in ("--width", str(v))]
-        argvs.append(["bench", "prune-structured", "--model", base["model"], *width, "--report-only"])
+        scope = ["--scope", config["scope"]] if config.get("scope", "global") != "global" else []
+        argvs.append(["bench", "prune-structured", "--model", base["model"], *width, *scope, "--report-only"])
     merge_prune = results / "merge_prune.json"
     if merge_prune.is_file():
         argvs.append(shlex.split(json.loads(merge_prune.read_text())["command"])[1:] + ["--report-only"])

@@ -2,12 +2,16 @@
 (it runs, interleaves and reports ratios; no timing is asserted)."""
 from __future__ import annotations
 
+import pytest
 import torch
 from prune_fixtures import make_data
 
 from shiftkit import models
 from shiftkit.bench import prune_structured as ps
+from shiftkit.bench import _results
 from shiftkit.bench.prune import BenchConfig
+from shiftkit.errors import ConfigError
+from shiftkit.prune.base import prunable_modules
 from shiftkit.data import DATASETS, Domain, register_dataset
 from shiftkit.prune.structured import StructuredConfig, prune_structured
 
@@ -51,6 +55,27 @@ def test_main_writes_json_and_the_results_section(tmp_path, monkeypatch):
     assert "<!-- prune_structured_small_cnn:begin -->" in (tmp_path / "benchmarks" / "RESULTS.md").read_text()
     again = ps.main(**kw, report_only=True)
     assert again == md
+
+
+def test_layerwise_scope_is_its_own_table_and_prunes_every_layer_alike(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    opts = dict(dense_train=80, dense_epochs=1, n_shift=20, calib_per_class=3, dataset=NAME, drift_bins=(7,),
+                corruptions=("contrast",), severities=(3,))
+    kw = dict(model="small_cnn", seeds=(0,), speedups=(2.0,), importances=("l1",), ft_train=40, ft_epochs=1, step=0.05,
+              results="res", runs_dir="runs", base_options=opts, command="c")
+    ps.main(**kw, scope="global", progress=str)
+    md = ps.main(**kw, scope="layerwise", progress=str)
+    assert "same channel ratio in every layer" in md
+    runs = {scope: [r for r in _results.read_jsonl(tmp_path / "res" / f"prune_structured_{tag}_runs.jsonl")
+                    if r["importance"] == "l1"][0]
+            for scope, tag in (("global", "small_cnn"), ("layerwise", "small_cnn_layerwise"))}
+    dense = models.create("small_cnn", num_classes=10, in_chans=1)
+    kept = {scope: [r["widths"][n][0] / m.weight.shape[0] for n, m in prunable_modules(dense).items()][1:-1]
+            for scope, r in runs.items()}  # first layer and classifier are kept by both
+    assert max(kept["layerwise"]) - min(kept["layerwise"]) < 0.1  # one ratio (up to rounding) in every layer
+    assert max(kept["global"]) - min(kept["global"]) > max(kept["layerwise"]) - min(kept["layerwise"])
+    with pytest.raises(ConfigError, match="--scope 'nope'"):
+        ps.main(**kw, scope="nope")
 
 
 def test_latency_interleaves_and_reports_ratios_to_the_dense_model():

@@ -26,6 +26,8 @@ from torch import nn
 
 from ..checkpoints import save_checkpoint
 from ..data import ArrayDataset
+from ..errors import ConfigError
+from ..prune.base import SCOPES
 from ..prune.structured import StructuredConfig, count_macs_params, prune_structured, save_structured
 from ..train import TrainConfig, evaluate_sets, fit
 from ..render import markdown_table
@@ -46,10 +48,11 @@ class StructuredBenchConfig:
     importances: tuple[str, ...] = IMPORTANCE_ARMS
     speedups: tuple[float, ...] = (1.5, 2.0, 3.0)
     step: float = 0.01            # channel-ratio increment per pruning step (MACs overshoot of a few %)
+    scope: str = "global"         # "global": one ranking over all layers; "layerwise": the same ratio in every layer
 
     @property
     def tag(self) -> str:
-        return self.base.tag
+        return self.base.tag if self.scope == "global" else f"{self.base.tag}_{self.scope}"
 
     def tasks(self) -> list[tuple[int, str, float]]:
         """(seed, importance, speedup), whole seeds first so a cut-short run still has paired comparisons."""
@@ -76,7 +79,7 @@ def run_one(cfg: StructuredBenchConfig, seed: int, importance: str, speedup: flo
         out.update(speedup=1.0, macs_ratio=1.0, params_ratio=1.0, file_ratio=1.0, steps=0, macs=macs[0], params=macs[1])
     else:
         res = prune_structured(dense, data.calib["clean"], StructuredConfig(
-            importance=importance, speedup=speedup, step=cfg.step, seed=seed, bn_recalibrate=True))
+            importance=importance, speedup=speedup, step=cfg.step, scope=cfg.scope, seed=seed, bn_recalibrate=True))
         net = res.model
         size, dense_size = _file_ratio(net, dense)
         out.update(speedup=res.speedup, macs_ratio=res.macs_after / res.macs_before,
@@ -148,10 +151,12 @@ def summarize(records: list[dict]) -> list[dict]:
 
 def markdown(rows: list[dict], cfg: StructuredBenchConfig, commands: list[str]) -> str:
     b = cfg.base
+    scope = ("one global ranking over all layers" if cfg.scope == "global" else
+             "the same channel ratio in every layer, so importances differ only in which channels of a layer go")
     lines = [f"### Structural (channel) pruning under shift: {cfg.tag}", "", "Commands:", "",
              *[f"    {c}" for c in commands], "",
-             f"Dense {cfg.tag} from `bench prune` (clean Fashion-MNIST, {b.dense_train} images x {b.dense_epochs} epochs), "
-             f"pruned by Torch-Pruning to each FLOP speedup (channels removed; importance re-estimated every "
+             f"Dense {b.tag} from `bench prune` (clean Fashion-MNIST, {b.dense_train} images x {b.dense_epochs} epochs), "
+             f"pruned by Torch-Pruning to each FLOP speedup (channels removed; {scope}; importance re-estimated every "
              f"{cfg.step} of channel ratio; first layer and classifier kept), BN re-estimated on calibration images, "
              f"fine-tuned {b.ft_epochs} epochs on {b.ft_train} images (last epoch). Clean = the 10k test set; "
              "shift = mean of the drift bins and corruptions of `bench prune`; +AdaBN = BN re-estimated on each shifted "
@@ -211,7 +216,7 @@ def latency(models: dict[str, nn.Module], example: torch.Tensor, *, batches: tup
 
 def main(*, model: str = "resnet20", width: float | None = None, seeds: tuple[int, ...] = (0, 1, 2),
          speedups: tuple[float, ...] = (1.5, 2.0, 3.0), importances: tuple[str, ...] = IMPORTANCE_ARMS,
-         ft_train: int = 3000, ft_epochs: int = 2, step: float = 0.01, results: str | Path = "benchmarks/results",
+         ft_train: int = 3000, ft_epochs: int = 2, step: float = 0.01, scope: str = "global", results: str | Path = "benchmarks/results",
          runs_dir: str = "runs/bench_prune", command: str | None = None, report_only: bool = False,
          base_options: dict | None = None, progress=print) -> str:
     """`shiftkit bench prune-structured`: run (resumable), summarize, write
@@ -225,7 +230,10 @@ def main(*, model: str = "resnet20", width: float | None = None, seeds: tuple[in
         IMPORTANCES.get(imp)  # unknown names -> ConfigError listing the valid ones, before any work
     base = BenchConfig(model=model, model_kwargs=(("width", width),) if width is not None else (), seeds=tuple(seeds),
                        ft_train=ft_train, ft_epochs=ft_epochs, runs_dir=runs_dir, **(base_options or {}))
-    cfg = StructuredBenchConfig(base=base, importances=tuple(importances), speedups=tuple(speedups), step=step)
+    if scope not in SCOPES:
+        raise ConfigError(f"--scope {scope!r}; valid: {', '.join(SCOPES)}")
+    cfg = StructuredBenchConfig(base=base, importances=tuple(importances), speedups=tuple(speedups), step=step,
+                                scope=scope)
     results = Path(results)
     jsonl = results / f"prune_structured_{cfg.tag}_runs.jsonl"
     records = ([r for r in _results.read_jsonl(jsonl) if r.get("tag") == cfg.tag] if report_only

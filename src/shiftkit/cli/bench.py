@@ -288,6 +288,7 @@ def bench_prune_structured(
     seeds: str = typer.Option("0,1,2"), speedups: str = typer.Option("1.5,2.0,3.0", help="FLOP reductions"),
     importances: str = typer.Option("", help="comma-separated channel importances (default: all arms)"),
     ft_train: int = typer.Option(3000), ft_epochs: int = typer.Option(2),
+    scope: str = typer.Option("global", help="global: one ranking over all layers; layerwise: the same ratio in every layer"),
     latency: bool = typer.Option(False, "--latency", help="instead: CPU latency of dense vs pruned (run it alone)"),
     speedup: float = typer.Option(2.0, help="--latency: the speedup timed"),
     importance: str = typer.Option("l2", help="--latency: the importance of the timed pruned net"),
@@ -311,7 +312,7 @@ def bench_prune_structured(
         return
     md = bs.main(model=model, width=width, seeds=seed_list, speedups=_floats(speedups, "--speedups"),
                  importances=tuple(i for i in importances.split(",") if i) or bs.IMPORTANCE_ARMS, ft_train=ft_train,
-                 ft_epochs=ft_epochs, results=results, report_only=report_only, progress=say)
+                 ft_epochs=ft_epochs, scope=scope, results=results, report_only=report_only, progress=say)
     say(md)
 
 
