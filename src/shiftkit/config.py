@@ -77,6 +77,17 @@ class BudgetConfig(_Strict):
     epochs: Optional[int] = Field(None, ge=0)       # None: the method's default (train 5, transfer 3 per stage)
     lr: Optional[float] = Field(None, gt=0)         # None: the method's default (train 1e-3, transfer 5e-5)
     batch_size: Optional[int] = Field(None, ge=1)   # None: the method's default (train 128, transfer 32)
+    lr_grid: Optional[list[float]] = None           # train / prune fine-tuning: one run per lr from the same weights,
+                                                    # the best-validation one kept (instead of lr)
+
+    @model_validator(mode="after")
+    def _one_lr(self) -> "BudgetConfig":
+        if self.lr_grid is not None:
+            if self.lr is not None:
+                raise ValueError("give lr or lr_grid, not both")
+            if not self.lr_grid or len(set(self.lr_grid)) != len(self.lr_grid) or min(self.lr_grid) <= 0:
+                raise ValueError(f"lr_grid={self.lr_grid}: expected distinct positive learning rates, e.g. [1e-4, 1e-3]")
+        return self
 
 
 class EvalConfig(_Strict):

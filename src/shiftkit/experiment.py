@@ -31,10 +31,33 @@ __all__ = ["run_experiment", "prepare", "zoo_path"]
 def _train_config(exp: Experiment, *, progress: bool, epochs: int | None = None):
     from .train import TrainConfig
 
-    b = {k: v for k, v in exp.budget.model_dump().items() if v is not None}
+    b = {k: v for k, v in exp.budget.model_dump().items() if v is not None and k != "lr_grid"}
     if epochs is not None:
         b["epochs"] = epochs
     return TrainConfig(**b, seed=exp.seed, progress=progress)
+
+
+def _fit(exp: Experiment, net, d, *, progress: bool, epochs: int | None = None) -> tuple:
+    """`train.fit` with the experiment's budget -> (FitResult, result keys). With budget.lr_grid: one fine-tune
+    per lr from the same starting weights, the one with the best validation accuracy kept (ties: the smaller lr);
+    the result records every lr's validation accuracy and the lr chosen."""
+    from .train import fit
+
+    cfg = _train_config(exp, progress=progress, epochs=epochs)
+    grid = exp.budget.lr_grid
+    if not grid:
+        return fit(net, d.train, d.val, cfg), {}
+    if d.val is None or not len(d.val):
+        raise ConfigError("budget.lr_grid picks the lr on validation data: the domain has no validation split")
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    runs = {}
+    for lr in grid:
+        net.load_state_dict(start)
+        res = fit(net, d.train, d.val, dataclasses.replace(cfg, lr=lr))
+        runs[lr] = (res, {k: v.clone() for k, v in net.state_dict().items()})
+    best = max(grid, key=lambda lr: (runs[lr][0].best_val_accuracy, -lr))
+    net.load_state_dict(runs[best][1])
+    return runs[best][0], {"lr_chosen": best, "val_accuracy_by_lr": {repr(lr): runs[lr][0].best_val_accuracy for lr in grid}}
 
 
 def _model(exp: Experiment, domain):
@@ -81,19 +104,17 @@ def _evaluate(exp: Experiment, net, domains, clean) -> dict:
 
 
 def _run_train(exp: Experiment, domains, out: Path, progress: bool) -> dict:
-    from .train import fit
-
     d = domains[domain_index(domains, exp.data.domain, "data.domain")]
     net = _model(exp, d)
-    fit_result = fit(net, d.train, d.val, _train_config(exp, progress=progress))
+    fit_result, lr_info = _fit(exp, net, d, progress=progress)
     save_checkpoint(exp.model_path, net, metadata={"domain": d.name, "dataset": exp.data.name})
-    return {"domain": d.name, "history": fit_result.history, "best_epoch": fit_result.best_epoch,
+    return {"domain": d.name, "history": fit_result.history, "best_epoch": fit_result.best_epoch, **lr_info,
             "checkpoint": str(exp.model_path), **_evaluate(exp, net, domains, d)}
 
 
 def _run_prune(exp: Experiment, domains, out: Path, progress: bool) -> dict:
     from . import prune
-    from .train import fit, recalibrate_bn
+    from .train import recalibrate_bn
 
     from .data import few_shot
 
@@ -108,7 +129,7 @@ def _run_prune(exp: Experiment, domains, out: Path, progress: bool) -> dict:
         load_checkpoint(m.checkpoint, net)
     else:  # no dense model given: train one on the clean domain first
         net = _model(exp, d)
-        fit(net, d.train, d.val, _train_config(exp, progress=progress, epochs=m.dense_epochs))
+        _fit(exp, net, d, progress=progress, epochs=m.dense_epochs)
         save_checkpoint(out / "dense.safetensors", net, metadata={"domain": d.name, "dataset": exp.data.name})
     if m.structured:
         return _run_prune_structured(exp, net, d, calib, domains, progress)
@@ -121,28 +142,27 @@ def _run_prune(exp: Experiment, domains, out: Path, progress: bool) -> dict:
     prune.apply(net, masks)
     if m.bn_recalibrate:
         recalibrate_bn(net, calib)
-    fit(net, d.train, d.val, cfg)
+    lr_info = _fit(exp, net, d, progress=progress)[1]
     meta = {"method": m.name, "dataset": exp.data.name, "domain": d.name,
             "prune_config": json.dumps(dataclasses.asdict(crit.cfg), default=str)}
     if m.checkpoint:
         meta["pruned_from"] = str(m.checkpoint)
     report = prune.export(net, exp.model_path, metadata=meta)
     return {"domain": d.name, "model": getattr(net, "shiftkit_arch", exp.model.name), "sparsity": m.sparsity, "true_sparsity": report[-1]["sparsity"],
-            "layers": [{k: v for k, v in r.items() if k != "shape"} for r in report[:-1]],
+            "layers": [{k: v for k, v in r.items() if k != "shape"} for r in report[:-1]], **lr_info,
             "checkpoint": str(exp.model_path), **_evaluate(exp, net, domains, d)}
 
 
 def _run_prune_structured(exp: Experiment, net, d, calib, domains, progress: bool) -> dict:
     """Channels physically removed through torch-pruning (smaller, faster), then the shared fine-tuning."""
     from .prune.structured import StructuredConfig, prune_structured, save_structured
-    from .train import fit
 
     m: PruneMethod = exp.method
     opts = method_options(m)  # StructuredConfig's fields (the classifier's outputs are never removed)
     cfg = StructuredConfig(**{"importance": m.name, "speedup": m.speedup, "channel_sparsity": m.channel_sparsity,
                               "bn_recalibrate": m.bn_recalibrate, "seed": exp.seed, **opts})
     res = prune_structured(net, calib, cfg)
-    fit(res.model, d.train, d.val, _train_config(exp, progress=progress))
+    lr_info = _fit(exp, res.model, d, progress=progress)[1]
     meta = {"method": m.name, "dataset": exp.data.name, "domain": d.name, "speedup": f"{res.speedup:.4f}",
             "structured_config": json.dumps(dataclasses.asdict(cfg), default=str)}
     if m.checkpoint:
@@ -150,7 +170,7 @@ def _run_prune_structured(exp: Experiment, net, d, calib, domains, progress: boo
     save_structured(exp.model_path, res.model, metadata=meta)
     return {"domain": d.name, "model": getattr(res.model, "shiftkit_arch", exp.model.name), "structured": True,
             "speedup": res.speedup, "macs": [res.macs_before, res.macs_after], "params": [res.params_before, res.params_after],
-            "widths": res.layer_widths, "checkpoint": str(exp.model_path), **_evaluate(exp, res.model, domains, d)}
+            "widths": res.layer_widths, **lr_info, "checkpoint": str(exp.model_path), **_evaluate(exp, res.model, domains, d)}
 
 
 def zoo_path(exp: Experiment) -> Path:
@@ -228,6 +248,9 @@ def _transfer_options(exp: Experiment, base: str | None, progress: bool) -> dict
     m: TransferMethod = exp.method
     fields = {f.name for f in dataclasses.fields(config_class(m.name))}
     b = exp.budget
+    if b.lr_grid:
+        raise ConfigError("budget.lr_grid: a transfer method takes one lr (budget.lr); "
+                          "`shiftkit bench transfer --lr-grid` tunes it on target validation")
     budget = {"initial_epochs": b.epochs, "finetune_epochs": b.epochs, "lr": b.lr, "batch_size": b.batch_size}
     opts = {k: v for k, v in budget.items() if v is not None and k in fields}
     opts.update(seed=exp.seed, progress=progress)
@@ -298,7 +321,10 @@ def _step_budget(shared: BudgetConfig, own: BudgetConfig | None) -> BudgetConfig
     """A pipeline step's budget: its own keys over the experiment's (a prune step may recover longer)."""
     if own is None:
         return shared
-    return shared.model_copy(update={k: v for k, v in own.model_dump().items() if v is not None})
+    update = {k: v for k, v in own.model_dump().items() if v is not None}
+    if "lr" in update or "lr_grid" in update:  # the step's own learning rate(s) replace the shared ones
+        update = {"lr": None, "lr_grid": None, **update}
+    return shared.model_copy(update=update)
 
 
 def _run_pipeline(exp: Experiment, *, progress: bool) -> dict:

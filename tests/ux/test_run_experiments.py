@@ -123,8 +123,8 @@ def test_pipeline_merges_then_prunes_structurally_on_the_target(ux_env):
     assert merged["kind"] == "transfer" and pruned["kind"] == "prune" and pruned["speedup"] >= 1.3
     assert pruned["experiment"]["method"]["checkpoint"] == merged["checkpoint"]  # the merged model was pruned
     # the prune step's own budget over the shared one; the merge keeps the shared one
-    assert pruned["experiment"]["budget"] == {"epochs": 2, "lr": 1e-3, "batch_size": None}
-    assert merged["experiment"]["budget"] == {"epochs": 1, "lr": None, "batch_size": None}
+    assert pruned["experiment"]["budget"] == {"epochs": 2, "lr": 1e-3, "batch_size": None, "lr_grid": None}
+    assert merged["experiment"]["budget"] == {"epochs": 1, "lr": None, "batch_size": None, "lr_grid": None}
     assert pruned["domain"] == merged["target"]  # fine-tuned on the target's few labels, tested on its test pool
     assert pruned["test"]["n"] == merged["test"]["n"]
     assert json.loads(Path("runs/pipe/result.json").read_text())["test"] == pruned["test"]
@@ -139,6 +139,44 @@ def test_pipeline_merges_then_prunes_structurally_on_the_target(ux_env):
         parse_experiment({**raw, "pipeline": [raw["pipeline"][0], {"kind": "train"}]})
     with pytest.raises(ConfigError, match="method.budget is a pipeline step's own budget"):
         parse_experiment({"method": raw["pipeline"][1]})
+
+
+def test_lr_grid_keeps_the_best_validation_fine_tune_and_replaces_the_shared_lr(ux_env, monkeypatch):
+    from shiftkit import train
+    from shiftkit.config import parse_experiment
+    from shiftkit.experiment import run_experiment
+
+    real_fit, seen = train.fit, []
+
+    def recording_fit(net, tr, val, cfg, **kw):
+        res = real_fit(net, tr, val, cfg, **kw)
+        seen.append((cfg.lr, res.best_val_accuracy, {k: v.clone() for k, v in net.state_dict().items()}))
+        return res
+
+    monkeypatch.setattr(train, "fit", recording_fit)
+    raw = {"data": {"target": 7, "few_shot": 30}, "model": {"kwargs": {"width": 4}}, "budget": {"epochs": 1, "lr": 5e-5},
+           "pipeline": [{"kind": "transfer", "name": "greedy_soup", "base_epochs": 1, "source_epochs": 1},
+                        {"kind": "prune", "structured": True, "name": "l1", "speedup": 1.3,
+                         "budget": {"epochs": 2, "lr_grid": [1e-4, 3e-2]}}], "out": "runs/pipe_grid"}
+    r = run_experiment(parse_experiment(raw), progress=False)
+    merged, pruned = r["steps"]
+    assert pruned["experiment"]["budget"] == {"epochs": 2, "lr": None, "batch_size": None, "lr_grid": [1e-4, 3e-2]}
+    assert merged["experiment"]["budget"]["lr"] == 5e-5  # the merge keeps the shared lr
+    grid_runs = seen[-2:]  # the prune step's fine-tunes, one per lr, in grid order
+    assert [lr for lr, _, _ in grid_runs] == [1e-4, 3e-2]
+    vals = {repr(lr): v for lr, v, _ in grid_runs}
+    assert pruned["val_accuracy_by_lr"] == vals
+    best = max(grid_runs, key=lambda t: (t[1], -t[0]))
+    assert pruned["lr_chosen"] == best[0]
+    saved = load_file(pruned["checkpoint"])
+    assert all(torch.equal(saved[k], v) for k, v in best[2].items() if k in saved)  # the chosen run is what was saved
+    with pytest.raises(ConfigError, match="lr or lr_grid"):
+        parse_experiment({"budget": {"lr": 1e-3, "lr_grid": [1e-4]}})
+    with pytest.raises(ConfigError, match="distinct positive"):
+        parse_experiment({"budget": {"lr_grid": [1e-4, 1e-4]}})
+    with pytest.raises(ConfigError, match="transfer method takes one lr"):
+        run_experiment(parse_experiment({**raw, "pipeline": [], "method": {"kind": "transfer", "name": "greedy_soup"},
+                                         "budget": {"lr_grid": [1e-4]}, "out": "runs/t_grid"}), progress=False)
 
 
 def test_a_zoo_is_never_completed_with_other_settings(ux_env):

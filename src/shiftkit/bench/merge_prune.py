@@ -74,7 +74,8 @@ def _other_bins(step: dict, target: str, where: str) -> float:
 
 def _budget(step: dict) -> dict:
     b = step["experiment"]["budget"]
-    return {"epochs": b["epochs"], "lr": b["lr"], "batch_size": b["batch_size"]}
+    grid = {"lr_grid": b["lr_grid"]} if b.get("lr_grid") else {}  # lr chosen on validation from a grid
+    return {"epochs": b["epochs"], "lr": b["lr"], "batch_size": b["batch_size"], **grid}
 
 
 def point_row(config: str, result: dict) -> dict:
@@ -97,6 +98,7 @@ def point_row(config: str, result: dict) -> dict:
         "budget": _budget(pruned), "merge_budget": _budget(merged),
         "merged_target": merged["test"]["accuracy"], "pruned_target": pruned["test"]["accuracy"],
         "merged_other": _other_bins(merged, target, where), "pruned_other": _other_bins(pruned, target, where),
+        **({"lr_chosen": pruned["lr_chosen"]} if "lr_chosen" in pruned else {}),
     }
 
 
@@ -111,7 +113,9 @@ def _setting(r: dict) -> str:
     """The prune step's budget: the transfer one (same as the merge) or a recovery budget of its own; BN recal."""
     b = r["budget"]
     kind = "transfer budget" if b == r["merge_budget"] else "recovery"
-    return f"{kind} ({b['epochs']} ep, {_lr(b['lr'])}), {'BN recal' if r['bn_recalibrate'] else 'no BN recal'}"
+    lr = (f"lr on val from {'/'.join(_lr(x).removeprefix('lr ') for x in b['lr_grid'])}" if b.get("lr_grid")
+          else _lr(b["lr"]))
+    return f"{kind} ({b['epochs']} ep, {lr}), {'BN recal' if r['bn_recalibrate'] else 'no BN recal'}"
 
 
 def _delta(group: list[dict], key: str) -> str:
