@@ -27,17 +27,13 @@ from ..train import evaluate, predict_logits
 from ..transfer.ensemble import VoteEnsemble
 from ..transfer.zoo import zoo_checksum
 
-__all__ = ["AccuracyConfig", "run_accuracy", "result_name", "setting_suffix", "ORDER_INVARIANT", "SEQUENTIAL", "ORDERS",
+__all__ = ["AccuracyConfig", "run_accuracy", "result_name", "setting_suffix", "SEQUENTIAL", "ORDERS",
            "SETTINGS"]
 
 ORDERS = ("temporal", "reverse", "random")
 # the config fields that change a row's numbers: each combination is a setting with its own result file
 SETTINGS = ("val_folds", "lr_grid", "zoo_seed")
 
-# merges whose result does not depend on the source order (sums, means, votes, a max, learned weights)
-ORDER_INVARIANT = ("target_only", "best_single_source", "ensemble", "ensemble_hard", "fusion", "task_arithmetic",
-                   "ties", "pearl", "greedy_soup", "ranked", "greedy_soup_bnrecal",
-                   "best_single_source_bnrecal")  # greedy_soup and ranked rank the sources themselves
 SEQUENTIAL = ("grasp", "grasp_taylor", "grasp_channel", "grasp_multibatch", "grasp_valgate", "grasp_stagegate",
               "sequential_all", "sequential_none")
 
@@ -221,9 +217,10 @@ def run_accuracy(cfg: AccuracyConfig, out: Path, *, command: str, log=print) -> 
                     last = method in cfg.last_epoch_methods and order == cfg.orders[0]  # last-epoch runs: first order
                     for select in ("best_val", "last") if last else ("best_val",):
                         key = (dataset, cfg.model, target_idx, shots, seed, order, method, select)
-                        if key in done or (order != cfg.orders[0] and method not in cfg.all_order_methods + ORDER_INVARIANT):
+                        invariant = transfer.merger_class(method).order_invariant  # one order is enough
+                        if key in done or (order != cfg.orders[0] and not invariant and method not in cfg.all_order_methods):
                             continue
-                        if method in ORDER_INVARIANT and order != cfg.orders[0]:
+                        if invariant and order != cfg.orders[0]:
                             twin = done[(*key[:5], cfg.orders[0], *key[6:])]
                             row = {**twin, "order": order, "reused_from_order": cfg.orders[0]}
                         else:

@@ -7,9 +7,9 @@
 """
 from . import (best_single_source, ensemble, fusion, grasp, greedy_soup, opcm, pearl, ranked, target_only,  # noqa: F401
                task_arithmetic, ties)
-from .base import (TRANSFER, BaseMerger, MergeConfig, Merger, config_class, create, names, register_transfer,
+from .base import (TRANSFER, BaseMerger, MergeConfig, Merger, config_class, create, merger_class, names, register_transfer,
                    run_sources)
 from .zoo import ZooConfig, build_zoo, zoo_sources
 
-__all__ = ["TRANSFER", "BaseMerger", "MergeConfig", "Merger", "config_class", "create", "names", "register_transfer", "run_sources",
+__all__ = ["TRANSFER", "BaseMerger", "MergeConfig", "Merger", "config_class", "create", "merger_class", "names", "register_transfer", "run_sources",
            "ZooConfig", "build_zoo", "zoo_sources"]

@@ -18,6 +18,7 @@ __all__ = ["SourceScoring"]
 class SourceScoring(BaseMerger):
     """`absorb` scores a source; `ranked()` lists the scored sources best-first (the order
     best_single_source would pick them in: val accuracy, then val loss, then arrival order)."""
+    order_invariant = True
 
     def __init__(self, model: nn.Module, target, **kw) -> None:
         super().__init__(model, target, **kw)

@@ -98,10 +98,15 @@ def names() -> list[str]:
     return TRANSFER.names()
 
 
+def merger_class(name: str) -> type["BaseMerger"]:
+    """The class behind a registered method (a variant's is the class it configures)."""
+    entry = TRANSFER.get(name)
+    return getattr(entry, "cls", entry)
+
+
 def config_class(name: str) -> type[MergeConfig]:
     """The config dataclass of a registered method (its options and defaults)."""
-    entry = TRANSFER.get(name)
-    return getattr(entry, "cls", entry).Config
+    return merger_class(name).Config
 
 
 class BaseMerger:
@@ -110,6 +115,8 @@ class BaseMerger:
     Config: type[MergeConfig] = MergeConfig
     resume_from_checkpoint = False  # True: the model is the whole state; False: resume replays absorbs
     deferred_training = False       # True: merge first, then spend the whole target budget in finish()
+    order_invariant = False         # True: the result does not depend on the source order (sums, means, votes,
+                                    # a max, learned weights, or a ranking of its own); benchmarks run one order
 
     def __init__(self, model: nn.Module, target: Domain, *, run_dir: str | Path | None = None, **cfg) -> None:
         valid = [f.name for f in dataclasses.fields(self.Config)]

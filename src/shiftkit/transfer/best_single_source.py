@@ -14,6 +14,7 @@ __all__ = ["BestSingleSource"]
 @register_transfer("best_single_source")
 class BestSingleSource(BaseMerger):
     """Holds the model plus the best source so far (one extra copy, independent of K)."""
+    order_invariant = True
 
     deferred_training = True
 

@@ -49,6 +49,7 @@ class EnsembleConfig(MergeConfig):
 
 @register_transfer("ensemble")
 class Ensemble(BaseMerger):
+    order_invariant = True
     Config = EnsembleConfig
 
     def __init__(self, model: nn.Module, target, **kw) -> None:

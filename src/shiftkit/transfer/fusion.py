@@ -18,6 +18,7 @@ __all__ = ["Fusion"]
 @register_transfer("fusion")
 class Fusion(BaseMerger):
     deferred_training = True
+    order_invariant = True
 
     def __init__(self, model, target, **kw) -> None:
         super().__init__(model, target, **kw)

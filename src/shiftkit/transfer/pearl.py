@@ -60,6 +60,7 @@ class ComposedLora(nn.Module):
 class Pearl(BaseMerger):
     Config = PearlConfig
     deferred_training = True
+    order_invariant = True
 
     def __init__(self, model: nn.Module, target, **kw) -> None:
         super().__init__(model, target, **kw)

@@ -18,6 +18,7 @@ class TargetOnlyConfig(MergeConfig):
 @register_transfer("target_only")
 class TargetOnly(BaseMerger):
     """Sources are validated and counted (they set the budget), never read into the model."""
+    order_invariant = True
 
     Config = TargetOnlyConfig
     deferred_training = True

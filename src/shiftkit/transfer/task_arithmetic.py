@@ -38,6 +38,7 @@ class TaskArithmeticConfig(MergeConfig):
 class TaskArithmetic(BaseMerger):
     Config = TaskArithmeticConfig
     deferred_training = True
+    order_invariant = True
 
     def __init__(self, model, target, **kw) -> None:
         super().__init__(model, target, **kw)
