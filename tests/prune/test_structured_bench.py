@@ -39,8 +39,17 @@ def test_bench_runs_resumes_and_summarizes(tmp_path):
     rows = ps.summarize(records)
     gc = next(r for r in rows if r["importance"] == "gcnet")
     assert gc["seeds"] == 2 and gc["best_baseline"] in ("l2", "random") and len(gc["d_shift_vs_best"]) == 3
-    md = ps.markdown(rows, cfg, ["shiftkit bench prune-structured ..."])
+    md = ps.markdown(rows, cfg, ["shiftkit bench prune-structured ..."], records)
     assert "| 2.0x | gcnet | 2 |" in md
+    # GC-Net against every baseline, clean and shifted, paired by seed
+    (pair,) = ps.vs_every_baseline(records)
+    by = {(r["importance"], r["seed"]): r for r in records}
+    for b in ("l2", "random"):
+        d = [100 * (by["gcnet", k]["clean"] - by[b, k]["clean"]) for k in (0, 1)]
+        assert pair[f"clean_vs_{b}"][0] == pytest.approx(sum(d) / 2)
+        d = [100 * (sum(by["gcnet", k]["shift"].values()) - sum(by[b, k]["shift"].values())) / 2 for k in (0, 1)]
+        assert pair[f"shift_vs_{b}"][0] == pytest.approx(sum(d) / 2)
+    assert "GC-Net vs every baseline, clean accuracy" in md and "| 2.0x | gcnet |" in md.split("every baseline")[1]
 
 
 def test_main_writes_json_and_the_results_section(tmp_path, monkeypatch):

@@ -35,7 +35,7 @@ from ..stats import Interval, MeanStd, format_interval, format_mean_std, mean_st
 from . import _results
 from .prune import BenchConfig, _accuracy, _data, dense_model
 
-__all__ = ["StructuredBenchConfig", "IMPORTANCE_ARMS", "run_one", "run", "summarize", "markdown", "latency",
+__all__ = ["StructuredBenchConfig", "IMPORTANCE_ARMS", "run_one", "run", "summarize", "vs_every_baseline", "markdown", "latency",
            "DENSE", "main", "main_latency"]
 
 IMPORTANCE_ARMS = ("gcnet", "gcnet_hybrid", "l1", "l2", "taylor", "lamp", "random")
@@ -149,7 +149,43 @@ def summarize(records: list[dict]) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], cfg: StructuredBenchConfig, commands: list[str]) -> str:
+def vs_every_baseline(records: list[dict]) -> list[dict]:
+    """Each GC-Net arm against each baseline at each speedup: paired differences by seed (points, 95% CI) of
+    clean and of shifted accuracy -- the comparison with every baseline, not only the best one."""
+    out = []
+    for s in sorted({r["speedup_target"] for r in records}):
+        by: dict[str, dict[int, dict]] = {}
+        for r in records:
+            if r["speedup_target"] == s:
+                by.setdefault(r["importance"], {})[r["seed"]] = r
+        baselines = [a for a in by if not a.startswith("gcnet") and a != DENSE]
+        for arm in (a for a in by if a.startswith("gcnet")):
+            row = {"speedup_target": s, "importance": arm}
+            for b in baselines:
+                seeds = sorted(set(by[arm]) & set(by[b]))
+                for key, get in (("clean", lambda r: r["clean"]), ("shift", lambda r: _mean_shift(r, False))):
+                    d = [100 * (get(by[arm][k]) - get(by[b][k])) for k in seeds]
+                    row[f"{key}_vs_{b}"] = paired_interval(d) if d else None
+            out.append(row)
+    return out
+
+
+def _vs_every_markdown(records: list[dict]) -> str:
+    pairs = vs_every_baseline(records)
+    if not pairs:
+        return ""
+    baselines = list(dict.fromkeys(k.split("_vs_", 1)[1] for r in pairs for k in r if k.startswith("shift_vs_")))
+    blocks = []
+    for key, title in (("shift", "shifted"), ("clean", "clean")):
+        cells = [(f"{r['speedup_target']}x", r["importance"],
+                  *(format_interval(None if r.get(f"{key}_vs_{b}") is None else Interval(*r[f"{key}_vs_{b}"]),
+                                    marks=True, empty="") for b in baselines)) for r in pairs]
+        blocks.append(f"GC-Net vs every baseline, {title} accuracy: arm − baseline, points, paired by seed [95% CI] "
+                      "(▲ / ▼: the interval excludes 0).\n\n" + markdown_table(["speedup", "GC-Net arm", *baselines], cells))
+    return "\n\n" + "\n\n".join(blocks)
+
+
+def markdown(rows: list[dict], cfg: StructuredBenchConfig, commands: list[str], records: list[dict] = ()) -> str:
     b = cfg.base
     scope = ("one global ranking over all layers" if cfg.scope == "global" else
              "the same channel ratio in every layer, so importances differ only in which channels of a layer go")
@@ -173,7 +209,7 @@ def markdown(rows: list[dict], cfg: StructuredBenchConfig, commands: list[str]) 
                         f"{r['file_ratio'][0]:.2f}", *cells))
     header = ["speedup", "importance", "seeds", "clean %", "shift %", "shift+AdaBN %", "MACs", "params", "file",
               "Δshift", "ΔAdaBN"]
-    return "\n".join(lines) + "\n" + markdown_table(header, rows_md)
+    return "\n".join(lines) + "\n" + markdown_table(header, rows_md) + _vs_every_markdown(list(records))
 
 
 def config_dict(cfg: StructuredBenchConfig) -> dict:
@@ -245,7 +281,7 @@ def main(*, model: str = "resnet20", width: float | None = None, seeds: tuple[in
     command = command or _results.command_line()
     # the table names every command whose runs it holds (a later run adds seeds or speedups to the same file)
     commands = earlier if report_only and earlier else [c for c in earlier if c != command] + [command]
-    md = markdown(rows, cfg, commands)
+    md = markdown(rows, cfg, commands, records)
     _results.write_result(summary, {"config": config_dict(cfg), "commands": commands, "rows": rows, "markdown": md})
     _results.update_section(f"prune_structured_{cfg.tag}", md)
     return md
