@@ -52,12 +52,17 @@ def test_bench_runs_resumes_and_summarizes(tmp_path):
     assert "GC-Net vs every baseline, clean accuracy" in md and "| 2.0x | gcnet |" in md.split("every baseline")[1]
 
 
-def test_main_writes_json_and_the_results_section(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def _main_kwargs(**kw) -> dict:
+    """`ps.main` on the tiny dataset, one seed, l1 only (tests change speedups and command)."""
     opts = dict(dense_train=80, dense_epochs=1, n_shift=20, calib_per_class=3, dataset=NAME, drift_bins=(7,),
                 corruptions=("contrast",), severities=(3,))
-    kw = dict(model="small_cnn", seeds=(0,), speedups=(1.5,), importances=("l1",), ft_train=40, ft_epochs=1, step=0.05,
-              results="res", runs_dir="runs", base_options=opts, command="shiftkit bench prune-structured")
+    return dict(model="small_cnn", seeds=(0,), importances=("l1",), ft_train=40, ft_epochs=1, step=0.05,
+                results="res", runs_dir="runs", base_options=opts, **kw)
+
+
+def test_main_writes_json_and_the_results_section(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    kw = _main_kwargs(speedups=(1.5,), command="shiftkit bench prune-structured")
     md = ps.main(**kw, progress=str)
     assert "| 1.5x | l1 | 1 |" in md
     assert (tmp_path / "res" / "prune_structured_small_cnn.json").is_file()
@@ -68,10 +73,7 @@ def test_main_writes_json_and_the_results_section(tmp_path, monkeypatch):
 
 def test_layerwise_scope_is_its_own_table_and_prunes_every_layer_alike(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    opts = dict(dense_train=80, dense_epochs=1, n_shift=20, calib_per_class=3, dataset=NAME, drift_bins=(7,),
-                corruptions=("contrast",), severities=(3,))
-    kw = dict(model="small_cnn", seeds=(0,), speedups=(2.0,), importances=("l1",), ft_train=40, ft_epochs=1, step=0.05,
-              results="res", runs_dir="runs", base_options=opts, command="c")
+    kw = _main_kwargs(speedups=(2.0,), command="c")
     ps.main(**kw, scope="global", progress=str)
     md = ps.main(**kw, scope="layerwise", progress=str)
     assert "same channel ratio in every layer" in md
