@@ -13,7 +13,7 @@ from shiftkit.bench.prune import BenchConfig
 from shiftkit.errors import ConfigError
 from shiftkit.prune.base import prunable_modules
 from shiftkit.data import DATASETS, Domain, register_dataset
-from shiftkit.prune.structured import StructuredConfig, prune_structured
+from shiftkit.prune.structured import StructuredConfig, prune_structured, widths
 
 NAME = "structured_bench_tiny"
 if NAME not in DATASETS:
@@ -105,4 +105,16 @@ def test_latency_interleaves_and_reports_ratios_to_the_dense_model():
               "command": "shiftkit bench prune-structured --latency", "rows": rows}
     md = ps.latency_markdown(record)
     pruned_rows = [r for r in rows if r["model"] == "pruned"]
-    assert md.count("\n| 2 |") == len(pruned_rows) and f"{pruned_rows[0]['ratio_to_reference']:.3f}" in md
+    assert md.count("\n| 2 |") == len(pruned_rows) and f"({pruned_rows[0]['ratio_to_reference']:.3f})" in md
+
+
+def test_latency_levers_prune_the_first_layer_and_round_widths():
+    torch.manual_seed(0)
+    dense = models.create("small_cnn", num_classes=4, in_chans=1).eval()
+    data = make_data(40, classes=4, shape=(1, 16, 16))
+    first = lambda net: net.features[0].out_channels  # noqa: E731
+    nets = {name: prune_structured(dense, data, StructuredConfig(speedup=2.0, step=0.05, **opts)).model
+            for name, opts in ps.LATENCY_VARIANTS.items()}
+    assert first(nets["pruned"]) == first(dense) > first(nets["pruned, first layer cut too"])
+    rounded = [o for n, (o, _) in widths(nets["pruned, widths rounded to 8"]).items() if n not in ("features.0", "classifier.3")]
+    assert all(w % 8 == 0 for w in rounded)
