@@ -60,6 +60,11 @@ def test_gcnet_channel_importance_is_the_documented_reduction():
     np.testing.assert_allclose(imp(g2).numpy(), want2, atol=1e-5)
     normed = GCNetChannelImportance(data, calib_per_class=None)(g2)
     np.testing.assert_allclose(normed.numpy(), want2 / want2.mean(), atol=1e-5)
+    # the reversed diagnostic: the same scores flipped within the group, so the order is exactly inverted
+    flipped = want2.max() + want2.min() - want2
+    reversed_ = create_importance("gcnet_reversed", data=data, calib_per_class=None)(g2)
+    np.testing.assert_allclose(reversed_.numpy(), flipped / flipped.mean(), atol=1e-5)
+    assert (np.argsort(-reversed_.numpy(), kind="stable") == np.argsort(want2, kind="stable")).all()
 
 
 def test_hybrid_scores_early_groups_by_magnitude():

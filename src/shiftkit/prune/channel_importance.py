@@ -17,6 +17,10 @@ changed (iterative pruning), from one calibration forward pass.
 Hybrid (the paper's best unstructured setting): groups rooted in the first `hybrid_split` prunable layers
 are scored by group L2 magnitude (mean-normalized too), the rest by connectivity.
 
+`gcnet_reversed` is a diagnostic, not the paper's method: the same scores flipped within each group
+(max + min - s), so the most connected channels go first. If connectivity carries information about which
+channels matter, the paper's direction must beat the reversed one clearly; if both land near random, it does not.
+
 Baselines are Torch-Pruning's own classes: group L1 / L2 magnitude, Taylor, LAMP, random.
 
 Reference: GC-Net (abstract in seeds/); Torch-Pruning / DepGraph, Fang et al., CVPR 2023.
@@ -47,19 +51,20 @@ class GCNetChannelImportance(tp.importance.Importance):
         data: calibration images (a class-balanced subset of `calib_per_class` per class is drawn).
         reading / pooling / classwise: the connectivity reading (see `connectivity.compute_connectivity`).
         hybrid_split: groups rooted in the first k prunable layers scored by group L2 magnitude.
+        reverse: flip the connectivity scores within each group (the `gcnet_reversed` diagnostic).
         normalizer: "mean" (divide each group by its mean) or None (raw scores).
     """
 
     def __init__(self, data: ArrayDataset, *, reading: str = "input", pooling: str = "space", classwise: bool = True,
                  hybrid_split: int = 0, calib_per_class: int | None = 64, normalizer: str | None = "mean",
-                 seed: int = 0) -> None:
+                 reverse: bool = False, seed: int = 0) -> None:
         if reading not in READINGS or pooling not in POOLINGS:
             raise ConfigError(f"reading={reading!r} / pooling={pooling!r}; valid: {READINGS} / {POOLINGS}")
         if hybrid_split < 0 or normalizer not in ("mean", None):
             raise ConfigError(f"hybrid_split={hybrid_split} must be >= 0; normalizer={normalizer!r}: 'mean' or None")
         self.calib = calibration_subset(data, calib_per_class, seed=seed)
         self.reading, self.pooling, self.classwise = reading, pooling, classwise
-        self.hybrid_split, self.normalizer = hybrid_split, normalizer
+        self.hybrid_split, self.normalizer, self.reverse = hybrid_split, normalizer, reverse
         self.magnitude = tp.importance.GroupMagnitudeImportance(p=2, normalizer=normalizer)
         self._key: tuple | None = None
         self._conn: dict[nn.Module, Tensor] = {}
@@ -96,6 +101,8 @@ class GCNetChannelImportance(tp.importance.Importance):
         if sums is None:
             return None
         imp = sums / counts.clamp_min(1)  # (root channels,)
+        if self.reverse:  # the diagnostic: the most connected channels go first (same range, so still positive)
+            imp = imp.max() + imp.min() - imp
         return imp / imp.mean().clamp_min(1e-12) if self.normalizer == "mean" else imp
 
 
@@ -129,6 +136,11 @@ def _gcnet_position(data: ArrayDataset, **opts) -> tp.importance.Importance:
     return GCNetChannelImportance(data, pooling="position", **opts)  # every output position a sample
 
 
+@_register("gcnet_reversed", needs_data=True)
+def _gcnet_reversed(data: ArrayDataset, **opts) -> tp.importance.Importance:
+    return GCNetChannelImportance(data, reverse=True, **opts)  # diagnostic: most connected channels first
+
+
 @_register("l1")
 def _l1() -> tp.importance.Importance:
     return tp.importance.GroupMagnitudeImportance(p=1)
@@ -155,8 +167,8 @@ def _random() -> tp.importance.Importance:
 
 
 def create_importance(name: str, *, data: ArrayDataset | None = None, **options) -> tp.importance.Importance:
-    """A Torch-Pruning importance by name (gcnet, gcnet_hybrid, gcnet_pooled, gcnet_position, l1, l2, taylor,
-    lamp, random); options go to the GC-Net constructor (reading, pooling, classwise, hybrid_split, ...)."""
+    """A Torch-Pruning importance by name (gcnet, gcnet_hybrid, gcnet_pooled, gcnet_position, gcnet_reversed, l1, l2,
+    taylor, lamp, random); options go to the GC-Net constructor (reading, pooling, classwise, hybrid_split, ...)."""
     factory = IMPORTANCES.get(name)
     if factory.needs_data:
         if data is None or not len(data):
