@@ -122,16 +122,29 @@ def _mean_shift(r: dict, adabn: bool) -> float:
     return statistics.fmean((r["shift_adabn"] if adabn else r["shift"]).values())
 
 
+def _by_arm(records: list[dict], speedup: float) -> dict[str, dict[int, dict]]:
+    """{importance: {seed: record}} at one speedup, importances in the order they first ran."""
+    by: dict[str, dict[int, dict]] = {}
+    for r in records:
+        if r["speedup_target"] == speedup:
+            by.setdefault(r["importance"], {})[r["seed"]] = r
+    return by
+
+
+def _baselines(arms) -> list[str]:
+    """The non-GC-Net importances (the dense reference is no baseline)."""
+    return [a for a in arms if not a.startswith("gcnet") and a != DENSE]
+
+
 def summarize(records: list[dict]) -> list[dict]:
     """One row per (speedup, importance): mean ± std over seeds, and the paired difference of every arm
     to the best baseline (highest mean shifted accuracy among the non-GC-Net arms) at that speedup."""
     rows = []
     for s in sorted({r["speedup_target"] for r in records}):
-        at = [r for r in records if r["speedup_target"] == s]
-        arms = list(dict.fromkeys(r["importance"] for r in at))
-        by = {a: {r["seed"]: r for r in at if r["importance"] == a} for a in arms}
+        by = _by_arm(records, s)
+        arms = list(by)
         means = {a: statistics.fmean(_mean_shift(r, False) for r in by[a].values()) for a in arms}
-        baselines = [a for a in arms if not a.startswith("gcnet") and a != DENSE]
+        baselines = _baselines(arms)
         best = max(baselines, key=means.get) if baselines else None
         for a in arms:
             rs = list(by[a].values())
@@ -154,11 +167,8 @@ def vs_every_baseline(records: list[dict]) -> list[dict]:
     clean and of shifted accuracy -- the comparison with every baseline, not only the best one."""
     out = []
     for s in sorted({r["speedup_target"] for r in records}):
-        by: dict[str, dict[int, dict]] = {}
-        for r in records:
-            if r["speedup_target"] == s:
-                by.setdefault(r["importance"], {})[r["seed"]] = r
-        baselines = [a for a in by if not a.startswith("gcnet") and a != DENSE]
+        by = _by_arm(records, s)
+        baselines = _baselines(by)
         for arm in (a for a in by if a.startswith("gcnet")):
             row = {"speedup_target": s, "importance": arm}
             for b in baselines:
