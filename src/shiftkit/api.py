@@ -39,9 +39,11 @@ def load_model(path: str | os.PathLike) -> nn.Module:
     from .prune.structured import META_KEY, load_structured
 
     if META_KEY in read_metadata(path):
-        return load_structured(path)
-    net = model_from_checkpoint(path)
-    load_checkpoint(path, net)
+        net = load_structured(path)
+    else:
+        net = model_from_checkpoint(path)
+        load_checkpoint(path, net)
+    net.shiftkit_checkpoint = str(path)  # errors about this model name its file
     return net
 
 
@@ -140,6 +142,13 @@ def evaluate_under_shift(model: nn.Module, dataset: str | Sequence[Domain] | dic
         adapt_bn: AdaBN — BN statistics re-estimated on each set's images, on a fresh copy per set
             (statistics never leak across sets; the model is left unchanged).
     """
+    from ._compat import check_fits
     from .train import evaluate_sets
 
-    return evaluate_sets(model, shift_sets(dataset, root=root, corruptions=corruptions, seed=seed), adabn=adapt_bn)
+    sets = shift_sets(dataset, root=root, corruptions=corruptions, seed=seed)
+    own = isinstance(dataset, dict)  # a user's sets: their class lists may be only the labels seen
+    for name, ds in sets.items():  # before any forward pass: a model meeting data it was not built for
+        classes = (int(ds.labels.max()) + 1 if len(ds) else 0) if own else len(ds.classes)
+        check_fits(model, classes, ds.shape[0], exact=not own, data_name=f"{dataset if isinstance(dataset, str) else 'set'} {name!r}",
+                   model_name=getattr(model, "shiftkit_checkpoint", getattr(model, "shiftkit_arch", type(model).__name__)))
+    return evaluate_sets(model, sets, adabn=adapt_bn)

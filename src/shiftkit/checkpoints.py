@@ -19,7 +19,7 @@ from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
 from ._files import claim_output, loads_bounded, regular_file, umask_mode
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, DivergedError
 
 __all__ = ["atomic_write", "atomic_write_json", "save_checkpoint", "read_metadata", "LazyCheckpoint",
            "load_checkpoint", "validate_state", "validate_tensors", "check_arch", "import_pt", "model_metadata",
@@ -72,14 +72,22 @@ def model_metadata(model: nn.Module, **extra) -> dict[str, str]:
 
 
 def save_checkpoint(path: str | os.PathLike, model_or_state: nn.Module | dict[str, Tensor], *,
-                    metadata: dict[str, str] | None = None) -> None:
-    """Save a model (or a state dict) as safetensors, atomically, with metadata."""
+                    metadata: dict[str, str] | None = None, allow_nonfinite: bool = False) -> None:
+    """Save a model (or a state dict) as safetensors, atomically, with metadata.
+
+    A NaN/Inf tensor (a diverged training, an overflowing merge) raises DivergedError and nothing is
+    written: a result is never silently a broken model. allow_nonfinite=True is for test fixtures."""
     if isinstance(model_or_state, nn.Module):
         state = model_or_state.state_dict()
         metadata = {**model_metadata(model_or_state), **(metadata or {})}
     else:
         state = model_or_state
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    bad = None if allow_nonfinite else next((k for k, v in tensors.items()
+                                             if v.is_floating_point() and not bool(v.isfinite().all())), None)
+    if bad is not None:
+        raise DivergedError(f"{path}: not written: tensor {bad!r} holds NaN/Inf (the run diverged or the merge "
+                            "overflowed; lower the learning rate or the merge scale)")
     atomic_write(path, _sorted_metadata(st_save(tensors, metadata={k: str(v) for k, v in (metadata or {}).items()})))
 
 

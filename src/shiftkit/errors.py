@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 from typing import Iterable
 
-__all__ = ["ShiftkitError", "DataError", "CheckpointError", "ConfigError", "suggest"]
+__all__ = ["ShiftkitError", "DataError", "CheckpointError", "ConfigError", "DivergedError", "suggest"]
 
 
 class ShiftkitError(Exception):
@@ -23,6 +23,10 @@ class CheckpointError(ShiftkitError, ValueError):
 
 class ConfigError(ShiftkitError, ValueError):
     """An option, method name or config key is invalid."""
+
+
+class DivergedError(ShiftkitError, ArithmeticError):
+    """A run's loss or weights became NaN/Inf (e.g. a learning rate far too high): no result is saved."""
 
 
 def suggest(name: str, valid: Iterable[str]) -> str | None:

@@ -20,6 +20,7 @@ from typing import Callable
 
 import torch
 
+from ._compat import check_fits
 from .checkpoints import atomic_write_json, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import BudgetConfig, Experiment, PruneMethod, TransferMethod, method_options
 from .data import domain_index
@@ -70,11 +71,13 @@ def _model(exp: Experiment, domain):
         raise ConfigError(f"model.kwargs {exp.model.kwargs} rejected by {exp.model.name!r}: {e}") from None
 
 
-def _model_from(exp: Experiment, path: str | Path):
+def _model_from(exp: Experiment, path: str | Path, domain):
     """A fresh model of the arch and config stored in a shiftkit checkpoint's metadata: the checkpoint
     decides what runs (and the result records it); a model.name set in the config that disagrees is
-    reported, not silently recorded."""
+    reported, not silently recorded. It must fit `domain`'s classes and channels."""
     net = model_from_checkpoint(path, default_arch=exp.model.name)
+    check_fits(net, len(domain.classes), domain.train.shape[0], model_name=str(path),
+               data_name=f"{exp.data.name} ({domain.name})")
     arch = getattr(net, "shiftkit_arch", exp.model.name)
     if "name" in exp.model.model_fields_set and arch != exp.model.name:
         warnings.warn(f"model.name={exp.model.name!r} but {path} holds a {arch!r}: running (and recording) {arch!r}",
@@ -85,21 +88,26 @@ def _model_from(exp: Experiment, path: str | Path):
 def _evaluate(exp: Experiment, net, domains, clean) -> dict:
     """Test metrics on the clean (trained / target) domain, every other domain, and the corruption sets."""
     from .data import corruption_sets
-    from .train import evaluate, evaluate_sets
-
-    def accuracy(model, ds) -> float:
-        return evaluate(model, ds)["accuracy"]
+    from .train import evaluate, evaluate_sets, invalid_sets
 
     res = {"test": {k: v for k, v in evaluate(net, clean.test).items() if k != "loss"}}
+    invalid = invalid_sets({clean.name: res["test"]})
     if exp.eval.domains:
-        others = evaluate_sets(net, {d.name: d.test for d in domains if d is not clean}, score=accuracy)
-        res["domains"] = {d.name: res["test"]["accuracy"] if d is clean else others[d.name] for d in domains}
+        others = evaluate_sets(net, {d.name: d.test for d in domains if d is not clean})
+        invalid += invalid_sets(others)
+        res["domains"] = {d.name: res["test"]["accuracy"] if d is clean else others[d.name]["accuracy"] for d in domains}
         shifted = [a for n, a in res["domains"].items() if n != clean.name]
         res["shifted_mean"] = sum(shifted) / len(shifted) if shifted else None
     if exp.eval.corruptions:
         sets = {f"{n}@{s}": ds for (n, s), ds in corruption_sets(clean.test, seed=exp.seed).items()}
-        res["corruptions"] = evaluate_sets(net, sets, score=accuracy)
+        scored = evaluate_sets(net, sets)
+        invalid += invalid_sets(scored)
+        res["corruptions"] = {k: m["accuracy"] for k, m in scored.items()}
         res["corruption_mean"] = sum(res["corruptions"].values()) / len(res["corruptions"])
+    if invalid:  # only then: a normal result keeps its bytes
+        res["invalid_scores"] = invalid
+        warnings.warn(f"scores invalid on {', '.join(invalid)}: the model's logits are NaN/Inf there (weights too "
+                      "large); do not use these numbers", stacklevel=2)
     return res
 
 
@@ -125,7 +133,7 @@ def _run_prune(exp: Experiment, domains, out: Path, progress: bool) -> dict:
     calib = d.train if exp.data.calib_domain is None else \
         domains[domain_index(domains, exp.data.calib_domain, "data.calib_domain")].train
     if m.checkpoint:
-        net = _model_from(exp, m.checkpoint)
+        net = _model_from(exp, m.checkpoint, d)
         load_checkpoint(m.checkpoint, net)
     else:  # no dense model given: train one on the clean domain first
         net = _model(exp, d)
@@ -270,7 +278,7 @@ def _run_transfer(exp: Experiment, domains, out: Path, progress: bool) -> dict:
     target = few_shot(target, exp.data.few_shot, seed=exp.seed) if exp.data.few_shot else target
     prepare(exp, domains)
     base, paths = _sources(exp, t, target, out)
-    net = _model_from(exp, base or paths[0])
+    net = _model_from(exp, base or paths[0], target)
     opts = _transfer_options(exp, base, progress)
     merger = transfer.create(m.name, net, target, run_dir=out / "transfer", **opts)
     curve = []

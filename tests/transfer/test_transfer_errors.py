@@ -19,7 +19,7 @@ def _state(path):
 
 def _write(tmp_path, name, state, meta):
     path = tmp_path / name
-    save_checkpoint(path, state, metadata=meta)
+    save_checkpoint(path, state, metadata=meta, allow_nonfinite=True)  # the NaN source is the point
     return path
 
 

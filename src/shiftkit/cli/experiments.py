@@ -26,6 +26,9 @@ def _summary(r: dict) -> dict:
     seconds are in <out>/timing.json)."""
     row = {"run": Path(r["experiment"]["out"]).name, "kind": r["kind"], "method": r["method"], "model": r["model"],
            "seed": r["seed"], "accuracy": r["test"]["accuracy"]}
+    if r.get("invalid_scores"):  # NaN/Inf logits: the numbers mean nothing (result.json lists the sets)
+        row["accuracy"] = f"INVALID ({r['test']['accuracy']:.4f})" if r["test"].get("valid") is False else row["accuracy"]
+        row["method"] = f"{r['method']} (scores invalid on {len(r['invalid_scores'])} sets)"
     if r.get("shifted_mean") is not None:
         row["shifted_mean"] = r["shifted_mean"]
     if "true_sparsity" in r:

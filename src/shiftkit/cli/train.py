@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ._common import from_flags, json_line, table
+from ._common import from_flags, json_line, say, table
 
 commands = typer.Typer()
 
@@ -41,5 +41,11 @@ def eval_(checkpoint: Path, dataset: str = typer.Option("driftfmnist"), root: Op
 
     net = load_model(checkpoint)
     metrics = evaluate_under_shift(net, dataset, root=root, corruptions=corruptions, adapt_bn=adapt_bn, seed=seed)
-    rows = [{"set": name, **{k: v for k, v in m.items() if k != "loss"}} for name, m in metrics.items()]
+    from ..train import invalid_sets
+
+    invalid = invalid_sets(metrics)
+    rows = [{"set": name + (" (INVALID)" if name in invalid else ""),
+             **{k: v for k, v in m.items() if k not in ("loss", "valid", "nonfinite")}} for name, m in metrics.items()]
     table(rows, title=f"{checkpoint}{' (AdaBN per set)' if adapt_bn else ''}")
+    if invalid:
+        say(f"scores INVALID on {', '.join(invalid)}: the model's logits are NaN/Inf there (weights too large)")
