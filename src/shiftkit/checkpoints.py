@@ -105,12 +105,13 @@ def _sorted_metadata(blob: bytes) -> bytes:
 
 
 class LazyCheckpoint:
-    """Reads one tensor at a time (`safe_open`), so merges never hold a whole source."""
+    """Reads one tensor at a time (`safe_open`), so merges never hold a whole source. `device`: where `get`
+    puts each tensor (safetensors copies it there directly; a merge on a GPU streams sources to it)."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, *, device: str | torch.device = "cpu") -> None:
         self.path = regular_file(path, CheckpointError, "checkpoint")
         try:
-            self._f = safe_open(str(self.path), framework="pt")
+            self._f = safe_open(str(self.path), framework="pt", device=str(device))
             self.metadata: dict[str, str] = self._f.metadata() or {}
             self._keys = list(self._f.keys())
             shapes = {k: list(self._f.get_slice(k).get_shape()) for k in self._keys}

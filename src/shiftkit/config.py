@@ -160,11 +160,23 @@ class Experiment(_Strict):
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     seed: int = 0                 # training / merging / pruning seed and the few-shot draw
+    device: str = "auto"          # auto | cpu | cuda | cuda:N | mps (auto: CUDA, else MPS, else CPU)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast of training passes; decisions stay fp32
     out: str = "runs/experiment"  # result.json, logs and (by default) model.safetensors go here
     save: Optional[str] = None    # the model checkpoint's path; None: <out>/model.safetensors
     grid: dict[str, list[Any]] = Field(default_factory=dict)  # `shiftkit sweep`: {dotted key: values}
     pipeline: list[Method] = Field(default_factory=list)  # steps run in order instead of `method`, each on the
     # previous step's model (e.g. a transfer, then a structured prune of its result); results per step + the last
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        from .device import check_device_spec  # availability is checked when the run starts, not here
+
+        try:
+            return check_device_spec(v)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
 
     @model_validator(mode="after")
     def _pipeline(self) -> "Experiment":

@@ -24,6 +24,7 @@ from ._compat import check_fits
 from .checkpoints import atomic_write_json, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import BudgetConfig, Experiment, PruneMethod, TransferMethod, method_options
 from .data import domain_index
+from .device import make_deterministic, place, provenance, resolve_device
 from .errors import ConfigError
 
 __all__ = ["run_experiment", "prepare", "zoo_path"]
@@ -35,7 +36,7 @@ def _train_config(exp: Experiment, *, progress: bool, epochs: int | None = None)
     b = {k: v for k, v in exp.budget.model_dump().items() if v is not None and k != "lr_grid"}
     if epochs is not None:
         b["epochs"] = epochs
-    return TrainConfig(**b, seed=exp.seed, progress=progress)
+    return TrainConfig(**b, seed=exp.seed, progress=progress, precision=exp.precision)
 
 
 def _fit(exp: Experiment, net, d, *, progress: bool, epochs: int | None = None) -> tuple:
@@ -65,8 +66,8 @@ def _model(exp: Experiment, domain):
     from . import models
 
     try:
-        return models.create(exp.model.name, num_classes=len(domain.classes), in_chans=domain.train.shape[0],
-                             **exp.model.kwargs)
+        return place(models.create(exp.model.name, num_classes=len(domain.classes), in_chans=domain.train.shape[0],
+                                   **exp.model.kwargs), exp.device)
     except TypeError as e:
         raise ConfigError(f"model.kwargs {exp.model.kwargs} rejected by {exp.model.name!r}: {e}") from None
 
@@ -82,7 +83,7 @@ def _model_from(exp: Experiment, path: str | Path, domain):
     if "name" in exp.model.model_fields_set and arch != exp.model.name:
         warnings.warn(f"model.name={exp.model.name!r} but {path} holds a {arch!r}: running (and recording) {arch!r}",
                       stacklevel=2)
-    return net
+    return place(net, exp.device)
 
 
 def _evaluate(exp: Experiment, net, domains, clean) -> dict:
@@ -215,7 +216,7 @@ def prepare(exp: Experiment, domains=None, *, exclude: tuple[int, ...] | None = 
         if complete:  # a finished zoo (shiftkit sources, --sources) is used as built; its zoo.json says how
             return
     torch.manual_seed(exp.seed)  # model initialisation draws from the global generator
-    build_zoo(domains, zoo, cfg=cfg, dataset=exp.data.name, exclude=exclude)
+    build_zoo(domains, zoo, cfg=cfg, dataset=exp.data.name, exclude=exclude, device=exp.device, precision=exp.precision)
 
 
 def _sources(exp: Experiment, target: int, domain, out: Path) -> tuple[str | None, list[str]]:
@@ -261,7 +262,7 @@ def _transfer_options(exp: Experiment, base: str | None, progress: bool) -> dict
                           "`shiftkit bench transfer --lr-grid` tunes it on target validation")
     budget = {"initial_epochs": b.epochs, "finetune_epochs": b.epochs, "lr": b.lr, "batch_size": b.batch_size}
     opts = {k: v for k, v in budget.items() if v is not None and k in fields}
-    opts.update(seed=exp.seed, progress=progress)
+    opts.update(seed=exp.seed, progress=progress, precision=exp.precision)
     if "base" in fields and base:
         opts["base"] = base
     return {**opts, **method_options(m)}
@@ -307,6 +308,8 @@ def run_experiment(exp: Experiment, *, progress: bool = True) -> dict:
     and <out>/timing.json (wall-clock seconds); returns the result with its seconds."""
     if exp.pipeline:
         return _run_pipeline(exp, progress=progress)
+    device = resolve_device(exp.device)  # a GPU that is not there fails here, before any work
+    determinism = make_deterministic(device)
     out = Path(exp.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "experiment.json", exp.dump())
@@ -318,7 +321,8 @@ def run_experiment(exp: Experiment, *, progress: bool = True) -> dict:
     kind = exp.method.kind
     body = _RECIPES[kind](exp, domains, out, progress)
     result = {"kind": kind, "method": getattr(exp.method, "name", "train"), "model": exp.model.name,
-              "dataset": exp.data.name, "seed": exp.seed, **body, "experiment": exp.dump()}
+              "dataset": exp.data.name, "seed": exp.seed, **body, "experiment": exp.dump(),
+              "provenance": {**provenance(device, exp.precision), "deterministic": determinism["deterministic"]}}
     seconds = time.perf_counter() - t0
     atomic_write_json(out / "result.json", result)
     atomic_write_json(out / "timing.json", {"seconds": seconds})

@@ -94,8 +94,9 @@ class GCNetChannelImportance(tp.importance.Importance):
                 continue
             s = conn[idxs].mean(1) if dep.handler in _OUT else conn[:, idxs].mean(0)  # (len(idxs),)
             n_root = len(group[0].idxs)
-            per = torch.zeros(n_root).index_add_(0, torch.as_tensor(root), s)   # this layer's mean per root channel
-            hits = torch.zeros(n_root).index_add_(0, torch.as_tensor(root), torch.ones_like(s))
+            root = torch.as_tensor(root, device=s.device)
+            per = s.new_zeros(n_root).index_add_(0, root, s)   # this layer's mean per root channel
+            hits = s.new_zeros(n_root).index_add_(0, root, torch.ones_like(s))
             sums = (per / hits.clamp_min(1)) if sums is None else sums + per / hits.clamp_min(1)
             counts = (hits > 0).float() if counts is None else counts + (hits > 0).float()
         if sums is None:

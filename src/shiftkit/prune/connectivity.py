@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.base import ArrayDataset
+from ..device import batches, model_device
 from ..progress import Progress
 from ..errors import ConfigError
 from .base import prunable_modules
@@ -61,8 +62,8 @@ class Moments:
     shift_y: Tensor | None = None
 
     @classmethod
-    def zeros(cls, num_classes: int, n_out: int, n_in: int) -> "Moments":
-        z = lambda *s: torch.zeros(*s, dtype=torch.float64)  # noqa: E731
+    def zeros(cls, num_classes: int, n_out: int, n_in: int, *, device: torch.device | None = None) -> "Moments":
+        z = lambda *s: torch.zeros(*s, dtype=torch.float64, device=device)  # noqa: E731
         return cls(z(num_classes), z(num_classes, n_in), z(num_classes, n_in), z(num_classes, n_out),
                    z(num_classes, n_out), z(num_classes, n_out, n_in))
 
@@ -216,9 +217,10 @@ def _run(model: nn.Module, data: ArrayDataset, batch_size: int, hooks: _Hooks) -
     try:
         with hooks, torch.no_grad():
             with Progress(total=-(-len(data) // batch_size), desc="calibration") as bar:  # a bar on a terminal only
-                for i in range(0, len(data), batch_size):
-                    hooks.labels = data.labels[i:i + batch_size]
-                    model(ArrayDataset.to_float(data.images[i:i + batch_size]))
+                order = torch.arange(len(data))
+                for x, y in batches(data.images, data.labels, batch_size, order=order, device=model_device(model)):
+                    hooks.labels = y
+                    model(x)
                     bar.update()
     finally:
         model.train(was_training)
@@ -242,7 +244,7 @@ def compute_connectivity(model: nn.Module, data: ArrayDataset, *, reading: str =
 
     def sink(name: str, x: Tensor, y: Tensor, labels: Tensor) -> None:
         if name not in moments:
-            moments[name] = Moments.zeros(num_classes, y.shape[1], x.shape[1])
+            moments[name] = Moments.zeros(num_classes, y.shape[1], x.shape[1], device=y.device)
         moments[name].update(x, y, labels)
 
     _run(model, data, batch_size, _Hooks(model, modules, reading, sink, pooling=pooling, classwise=classwise))

@@ -16,8 +16,9 @@ def compute_masks(model: nn.Module, criterion: Criterion, sparsity: float, *, da
                   allocation: dict[str, float] | None = None, prior: Masks | None = None) -> Masks:
     """Score the model with `criterion` and threshold the scores into masks (the model is not changed)."""
     check_fraction(sparsity)
-    weights = prunable_weights(model, skip_unsupported=criterion.cfg.skip_unsupported)
-    scores = criterion.scores(model, data)
+    # masks are decided on the host wherever the model runs: small tensors, one global threshold over all layers
+    weights = {n: w.detach().cpu() for n, w in prunable_weights(model, skip_unsupported=criterion.cfg.skip_unsupported).items()}
+    scores = {n: s.cpu() for n, s in criterion.scores(model, data).items()}
     return masks_from_scores(scores, weights, sparsity, cfg=criterion.cfg, allocation=allocation,
                              groups=criterion.groups(list(weights)), prior=prior)
 

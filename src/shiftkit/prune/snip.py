@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.base import ArrayDataset
+from ..device import batches, model_device
 from ..errors import ConfigError
 from .base import Criterion, PruneConfig, Scores, prunable_weights, register_criterion
 from .masks import dense_copy
@@ -39,8 +40,7 @@ class SNIP(Criterion):
         net = dense_copy(model).train()
         weights = prunable_weights(net, skip_unsupported=self.cfg.skip_unsupported)
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(self.cfg.seed))
-        for b in range(self.cfg.batches):
-            idx = order[b * self.cfg.batch_size:(b + 1) * self.cfg.batch_size]
-            if len(idx):
-                F.cross_entropy(net(ArrayDataset.to_float(data.images[idx])), data.labels[idx]).backward()
+        order = order[:self.cfg.batches * self.cfg.batch_size]
+        for x, y in batches(data.images, data.labels, self.cfg.batch_size, order=order, device=model_device(net)):
+            F.cross_entropy(net(x), y).backward()
         return {n: (w.grad * w).detach().abs() if w.grad is not None else torch.zeros_like(w) for n, w in weights.items()}

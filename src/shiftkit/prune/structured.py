@@ -32,6 +32,7 @@ from torch import nn
 
 from ..checkpoints import load_checkpoint, model_from_checkpoint, read_metadata, save_checkpoint
 from ..data.base import ArrayDataset
+from ..device import batches, model_device
 from ..errors import CheckpointError, ConfigError
 from ..train import TrainConfig, fit, recalibrate_bn
 from .base import SCOPES, prunable_modules
@@ -106,8 +107,8 @@ def widths(model: nn.Module) -> dict[str, list[int]]:
             for n, m in prunable_modules(model, skip_unsupported=True).items()}
 
 
-def _example(data: ArrayDataset) -> torch.Tensor:
-    return ArrayDataset.to_float(data.images[:1])
+def _example(data: ArrayDataset, device: torch.device) -> torch.Tensor:
+    return next(batches(data.images, data.labels, 1, order=torch.arange(1), device=device))[0]
 
 
 def _graph_pruner(net: nn.Module, example: torch.Tensor, importance, cfg: StructuredConfig, steps: int):
@@ -138,7 +139,8 @@ def _graph_pruner(net: nn.Module, example: torch.Tensor, importance, cfg: Struct
 def _gradients(net: nn.Module, calib: ArrayDataset) -> None:
     """weight.grad of one calibration batch (Taylor importance), BN in eval mode like the scores."""
     net.zero_grad(set_to_none=True)
-    x, y = ArrayDataset.to_float(calib.images[:256]), calib.labels[:256]
+    x, y = next(batches(calib.images, calib.labels, 256, order=torch.arange(min(256, len(calib))),
+                        device=model_device(net)))
     F.cross_entropy(net(x), y).backward()
 
 
@@ -149,7 +151,7 @@ def prune_structured(model: nn.Module, data: ArrayDataset, cfg: StructuredConfig
     or a per-layer budget that removes every channel; `model` is never modified.
     """
     calib = calibration_subset(data, cfg.calib_per_class, seed=cfg.seed)
-    example = _example(calib)
+    example = _example(calib, model_device(model))
     net = copy.deepcopy(model).eval()
     importance = create_importance(cfg.importance, data=calib if _needs_data(cfg) else None,
                                    **dict(cfg.importance_options))

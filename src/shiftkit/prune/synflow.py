@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..data.base import ArrayDataset
+from ..device import model_device
 from ..errors import ConfigError
 from .base import Criterion, PruneConfig, Scores, prunable_weights, register_criterion
 from .masks import dense_copy
@@ -37,6 +38,6 @@ class SynFlow(Criterion):
                 if t.is_floating_point():
                     t.abs_()
         weights = prunable_weights(net, skip_unsupported=self.cfg.skip_unsupported)
-        net(torch.ones(1, *shape, dtype=torch.float64)).sum().backward()
+        net(torch.ones(1, *shape, dtype=torch.float64, device=model_device(net))).sum().backward()
         return {n: (w.grad * w).detach().abs() if w.grad is not None else torch.zeros_like(w)
                 for n, w in weights.items()}

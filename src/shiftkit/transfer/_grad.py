@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.base import ArrayDataset
+from ..device import batches
 from ..errors import ConfigError
 
 __all__ = ["GRANULARITIES", "BN_MODES", "alignment_batches", "target_gradients", "groups", "grouped_cosine", "tau_mask",
@@ -18,8 +19,9 @@ __all__ = ["GRANULARITIES", "BN_MODES", "alignment_batches", "target_gradients",
 GRANULARITIES = ("tensor", "channel", "element")
 
 
-def alignment_batches(ds: ArrayDataset, n: int, batch_size: int, *, seed: int) -> list[tuple[Tensor, Tensor]]:
-    """n batches of target training data, drawn without replacement (with wrap-around) from `seed`.
+def alignment_batches(ds: ArrayDataset, n: int, batch_size: int, *, seed: int,
+                      device: torch.device | None = None) -> list[tuple[Tensor, Tensor]]:
+    """n batches of target training data, drawn without replacement (with wrap-around) from `seed`, on `device`.
 
     A batch never exceeds the dataset: wrapping inside one batch would weight a random subset twice.
     """
@@ -27,7 +29,7 @@ def alignment_batches(ds: ArrayDataset, n: int, batch_size: int, *, seed: int) -
     order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))
     need = n * batch_size
     order = order.repeat(-(-need // len(ds)))[:need] if need > len(ds) else order[:need]
-    return [(ArrayDataset.to_float(ds.images[i]), ds.labels[i]) for i in order.split(batch_size)]
+    return list(batches(ds.images, ds.labels, batch_size, order=order, device=device))
 
 
 BN_MODES = ("train", "eval")

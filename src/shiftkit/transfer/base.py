@@ -25,6 +25,7 @@ from ..checkpoints import (LazyCheckpoint, atomic_write_json, check_arch, checkp
 from . import _kfold
 from ..data.base import ArrayDataset
 from ..data.domains import Domain
+from ..device import model_device
 from ..errors import CheckpointError, ConfigError
 from ..progress import Progress
 from ..train import FitResult, TrainConfig, evaluate, fit, recalibrate_bn
@@ -59,6 +60,7 @@ class MergeConfig:
     # selection scores a model: a source or a soup is judged with target statistics, not its own domain's
     bn_recalibrate: bool = False
     progress: bool = False
+    precision: str = "fp32"       # autocast of the target fine-tuning (cosines, votes, selections stay fp32)
 
     def __post_init__(self) -> None:
         if self.on_bad_source not in ("error", "skip"):
@@ -134,6 +136,7 @@ class BaseMerger:
         self._folds: list[ArrayDataset] | None = None  # k-fold split of train ∪ val, made on first use
         self._val_cache: tuple[list[tuple], dict[str, float]] | None = None  # (state key, val metrics of self.model)
         self.expected = {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in model.state_dict().items()}
+        self.device = model_device(model)  # the merge runs where the model is: sources stream to it
 
     # ---- the protocol -------------------------------------------------------------------------
     @property
@@ -189,6 +192,10 @@ class BaseMerger:
             return False
         return True
 
+    def open_source(self, path: str | Path) -> LazyCheckpoint:
+        """A source read one tensor at a time, each tensor landing on the merge's device."""
+        return LazyCheckpoint(path, device=self.device)
+
     def load_source(self, path: Path, into: nn.Module) -> None:
         load_checkpoint(path, into)
 
@@ -205,7 +212,8 @@ class BaseMerger:
     def train_config(self, epochs: int, stage: int, *, lr: float | None = None) -> TrainConfig:
         c = self.cfg
         return TrainConfig(epochs=epochs, batch_size=c.batch_size, lr=lr or c.lr, weight_decay=c.weight_decay,
-                           schedule="cosine", select=c.select, seed=self.stage_seed(stage), progress=c.progress)
+                           schedule="cosine", select=c.select, seed=self.stage_seed(stage), progress=c.progress,
+                           precision=c.precision)
 
     def fine_tune(self, epochs: int, stage: int, *, lr: float | None = None, model: nn.Module | None = None) -> FitResult:
         model = model if model is not None else self.model

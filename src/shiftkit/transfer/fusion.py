@@ -9,7 +9,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..checkpoints import LazyCheckpoint
 from .base import BaseMerger, register_transfer
 
 __all__ = ["Fusion"]
@@ -25,7 +24,7 @@ class Fusion(BaseMerger):
         self.sources: list[dict[str, Tensor]] = []
 
     def _absorb(self, path: Path, stage: int) -> dict:
-        with LazyCheckpoint(path) as ckpt:
+        with self.open_source(path) as ckpt:
             self.sources.append({k: ckpt.get(k).clone() for k in self.expected})  # resident, not a file mapping
         state = self.model.state_dict()
         with torch.no_grad():

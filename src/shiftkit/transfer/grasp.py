@@ -99,13 +99,14 @@ class Grasp(BaseMerger):
 
     def _transfer(self, path: Path, stage: int, before: dict) -> dict:
         c = self.cfg
-        batches = alignment_batches(self.target.train, c.alignment_batches, c.batch_size, seed=self.stage_seed(stage))
+        batches = alignment_batches(self.target.train, c.alignment_batches, c.batch_size, seed=self.stage_seed(stage),
+                                    device=self.device)
         g_t = target_gradients(self.model, batches, bn_mode="train")  # the authors' target_model.train()
         params = dict(self.model.named_parameters())
         backup: dict[str, Tensor] = {}
         log: dict[str, dict] = {}
         masks: dict[str, Tensor] = {}
-        with LazyCheckpoint(path) as ckpt:
+        with self.open_source(path) as ckpt:
             if c.mode == "cosine":
                 source = self._source_model(path)
                 g_s = target_gradients(source, batches, bn_mode=c.source_bn_mode)  # reference: source_model.eval()

@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..checkpoints import LazyCheckpoint
 from ..errors import ConfigError
 from .base import BaseMerger, register_transfer
 from .task_arithmetic import TaskArithmeticConfig
@@ -59,7 +58,7 @@ class Opcm(BaseMerger):
         params = dict(self.model.named_parameters())
         state = self.model.state_dict()
         n = self.n_absorbed + 1  # sources merged after this one
-        with LazyCheckpoint(path) as ckpt, torch.no_grad():
+        with self.open_source(path) as ckpt, torch.no_grad():
             self.norms.append(sum(float((ckpt.get(k) - self.base[k]).pow(2).sum()) for k in params) ** 0.5)
             for k, t in state.items():
                 src = ckpt.get(k)  # one source tensor at a time

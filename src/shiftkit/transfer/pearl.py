@@ -19,7 +19,6 @@ import torch
 from peft import LoraConfig, get_peft_model
 from torch import Tensor, nn
 
-from ..checkpoints import LazyCheckpoint
 from .base import BaseMerger, register_transfer
 from .task_arithmetic import TaskArithmeticConfig
 
@@ -38,7 +37,7 @@ def lora_factors(delta: Tensor, rank: int) -> tuple[Tensor, Tensor]:
     u, s, vh = torch.linalg.svd(mat, full_matrices=False)
     r = min(rank, len(s))
     root = s[:r].sqrt()
-    b, a = torch.zeros(len(mat), rank), torch.zeros(rank, mat.shape[1])
+    b, a = mat.new_zeros(len(mat), rank), mat.new_zeros(rank, mat.shape[1])
     b[:, :r], a[:r] = u[:, :r] * root, root[:, None] * vh[:r]
     return b, a
 
@@ -78,14 +77,14 @@ class Pearl(BaseMerger):
         else:
             self.model.peft.add_adapter(name, self._lora_config())
         inner = self.model.peft.base_model.model
-        with LazyCheckpoint(path) as ckpt, torch.no_grad():
+        with self.open_source(path) as ckpt, torch.no_grad():
             for mod_name in self.targets:
                 layer = inner.get_submodule(mod_name)
                 delta = ckpt.get(f"{mod_name}.weight") - self.base[f"{mod_name}.weight"]
                 b, a = lora_factors(delta, self.cfg.rank)
                 layer.lora_A[name].weight.copy_(a.reshape(layer.lora_A[name].weight.shape))
                 layer.lora_B[name].weight.copy_(b.reshape(layer.lora_B[name].weight.shape))
-        self.model.weights[name] = nn.Parameter(torch.zeros(()))
+        self.model.weights[name] = nn.Parameter(torch.zeros((), device=self.device))
         n = len(self.model.weights)
         with torch.no_grad():
             for w in self.model.weights.values():

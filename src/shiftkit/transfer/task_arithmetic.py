@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..checkpoints import LazyCheckpoint
 from ..errors import ConfigError
 from .base import BaseMerger, MergeConfig, register_transfer
 
@@ -54,7 +53,7 @@ class TaskArithmetic(BaseMerger):
         merged: dict[str, Tensor] = {}
         params = dict(self.model.named_parameters())
         with ExitStack() as stack:
-            ckpts = [stack.enter_context(LazyCheckpoint(p)) for p in self.paths]
+            ckpts = [stack.enter_context(self.open_source(p)) for p in self.paths]
             for k, b in self.base.items():
                 tensors = torch.stack([c.get(k) for c in ckpts])  # (K, ...) one tensor from every source
                 if not b.is_floating_point():

@@ -16,6 +16,7 @@ import torch
 from .. import models
 from ..checkpoints import atomic_write_json, load_checkpoint, save_checkpoint
 from ..data.domains import Domain
+from ..device import place
 from .._files import loads_bounded, read_regular
 from ..errors import ConfigError
 from ..train import TrainConfig, evaluate, fit
@@ -37,18 +38,21 @@ class ZooConfig:
 
 
 def build_zoo(domains: list[Domain], out: str | Path, *, cfg: ZooConfig = ZooConfig(), dataset: str = "",
-              exclude: tuple[int, ...] = ()) -> dict:
-    """Train the base and one source per domain not in `exclude` (the target); skips files already there."""
+              exclude: tuple[int, ...] = (), device: str | torch.device | None = None, precision: str = "fp32") -> dict:
+    """Train the base and one source per domain not in `exclude` (the target); skips files already there.
+    `device` / `precision`: where and how the zoo trains (not part of its identity: files are written from CPU)."""
     if not 0 <= cfg.base_domain < len(domains) or cfg.base_domain in exclude:
         raise ConfigError(f"base_domain={cfg.base_domain} must be a domain index other than the target {exclude}")
     out = Path(out)
     d0 = domains[cfg.base_domain]
-    make = lambda: models.create(cfg.model, num_classes=len(d0.classes), in_chans=d0.train.shape[0], **cfg.model_kwargs)  # noqa: E731
+    make = lambda: place(models.create(cfg.model, num_classes=len(d0.classes), in_chans=d0.train.shape[0],  # noqa: E731
+                                       **cfg.model_kwargs), device)
     base_path = out / "base.safetensors"
     if not base_path.is_file():
         torch.manual_seed(cfg.seed)  # the base's random init: the zoo is a function of its seed
         net = make()
-        fit(net, d0.train, d0.val, TrainConfig(epochs=cfg.base_epochs, lr=cfg.base_lr, batch_size=cfg.batch_size, seed=cfg.seed))
+        fit(net, d0.train, d0.val, TrainConfig(epochs=cfg.base_epochs, lr=cfg.base_lr, batch_size=cfg.batch_size, seed=cfg.seed,
+                                             precision=precision))
         save_checkpoint(base_path, net, metadata={"domain": d0.name, "dataset": dataset, "role": "base"})
     entries = []
     for i, d in enumerate(domains):
@@ -59,7 +63,7 @@ def build_zoo(domains: list[Domain], out: str | Path, *, cfg: ZooConfig = ZooCon
             net = make()
             load_checkpoint(base_path, net)
             fit(net, d.train, d.val, TrainConfig(epochs=cfg.source_epochs, lr=cfg.source_lr, batch_size=cfg.batch_size,
-                                                 seed=cfg.seed * 1000 + i))
+                                                 seed=cfg.seed * 1000 + i, precision=precision))
             save_checkpoint(path, net, metadata={"domain": d.name, "dataset": dataset, "role": "source"})
         entries.append({"index": i, "domain": d.name, "path": path.name})
     manifest = {"dataset": dataset, "base": base_path.name, "sources": entries, "config": asdict(cfg)}
