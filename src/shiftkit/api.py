@@ -21,6 +21,7 @@ from torch import nn
 
 from .data.base import ArrayDataset
 from .data.domains import Domain
+from .device import place
 from .errors import ConfigError
 
 __all__ = ["load_model", "prune", "merge", "evaluate_under_shift", "shift_sets"]
@@ -32,16 +33,17 @@ def _data(data: Data | None) -> ArrayDataset | None:
     return None if data is None else ArrayDataset.from_torch(data)
 
 
-def load_model(path: str | os.PathLike) -> nn.Module:
+def load_model(path: str | os.PathLike, *, device: str | torch.device | None = None) -> nn.Module:
     """The model of any shiftkit checkpoint: trained, merged, mask-pruned or structurally pruned (its
-    narrower widths rebuilt from the stored pruning history), weights validated and loaded."""
+    narrower widths rebuilt from the stored pruning history), weights validated and loaded onto `device`
+    (None: the CPU; "auto": CUDA, else MPS, else CPU). A file written on a GPU loads on a CPU-only machine."""
     from .checkpoints import load_checkpoint, model_from_checkpoint, read_metadata
     from .prune.structured import META_KEY, load_structured
 
     if META_KEY in read_metadata(path):
-        net = load_structured(path)
+        net = place(load_structured(path), device)
     else:
-        net = model_from_checkpoint(path)
+        net = place(model_from_checkpoint(path), device)
         load_checkpoint(path, net)
     net.shiftkit_checkpoint = str(path)  # errors about this model name its file
     return net
@@ -49,7 +51,8 @@ def load_model(path: str | os.PathLike) -> nn.Module:
 
 def prune(model: nn.Module, method: str = "gcnet", sparsity: float = 0.8, calibration: Data | None = None, *,
           finetune: Data | None = None, val: Data | None = None, epochs: int = 0, lr: float = 1e-3, steps: int = 1,
-          seed: int = 0, **options: Any) -> dict[str, torch.Tensor]:
+          seed: int = 0, device: str | torch.device | None = None, precision: str = "fp32",
+          **options: Any) -> dict[str, torch.Tensor]:
     """Prune `model` in place to `sparsity` with a registered criterion; return its masks.
 
     The masks are attached through `torch.nn.utils.prune` (they stay fixed in any later training;
@@ -60,10 +63,12 @@ def prune(model: nn.Module, method: str = "gcnet", sparsity: float = 0.8, calibr
         method: a criterion from `shiftkit.prune.names()` ("gcnet", "magnitude", "snip", ...).
         calibration: what data-driven criteria read (gcnet's connectivity, snip's gradients).
         options: the criterion's config, e.g. scope="layerwise", keep_first=True, hybrid_split=2.
+        device: move the model there first (None: leave it where it is); precision: of the fine-tuning.
     """
     from . import prune as pruning
     from .train import TrainConfig, fit
 
+    place(model, device)
     criterion = pruning.create(method, seed=seed, **options)
     data = _data(calibration)
     if criterion.needs_data and data is None:
@@ -71,7 +76,7 @@ def prune(model: nn.Module, method: str = "gcnet", sparsity: float = 0.8, calibr
     train, val_set = _data(finetune), _data(val)
     if epochs > 0 and train is None:
         raise ConfigError(f"prune: epochs={epochs} fine-tuning needs finetune=<dataset>")
-    cfg = TrainConfig(epochs=epochs, lr=lr, seed=seed)
+    cfg = TrainConfig(epochs=epochs, lr=lr, seed=seed, precision=precision)
     masks = pruning.prune_model(model, criterion, sparsity, data=data, steps=steps, train=train, val=val_set,
                                 train_cfg=cfg if train is not None else None)
     if train is not None and epochs > 0:
@@ -92,7 +97,8 @@ def _target(target: Domain | Sequence[Data]) -> Domain:
 
 
 def merge(sources: Sequence[str | os.PathLike], target: Domain | Sequence[Data], *, method: str = "grasp",
-          model: nn.Module | None = None, run_dir: str | os.PathLike | None = None, **options: Any) -> nn.Module:
+          model: nn.Module | None = None, run_dir: str | os.PathLike | None = None,
+          device: str | torch.device | None = None, **options: Any) -> nn.Module:
     """Merge source checkpoints, one at a time in the given order, into one model for `target`.
 
     Memory holds the target and one source (for the O(1) methods), whatever len(sources) is.
@@ -103,7 +109,9 @@ def merge(sources: Sequence[str | os.PathLike], target: Domain | Sequence[Data],
         method: a name from `shiftkit.transfer.names()`.
         model: the architecture to merge into; default: rebuilt from the first source's metadata.
         run_dir: where the state after every absorb is saved (resumable); None keeps it in memory.
-        options: the method's config, e.g. tau=0.3, finetune_epochs=3, lr=5e-5, seed=0.
+        device: where the merge runs (None: where `model` is, the CPU for a rebuilt one); sources stream to it
+            one tensor at a time.
+        options: the method's config, e.g. tau=0.3, finetune_epochs=3, lr=5e-5, seed=0, precision="bf16".
     """
     from . import transfer
     from .checkpoints import model_from_checkpoint
@@ -111,7 +119,7 @@ def merge(sources: Sequence[str | os.PathLike], target: Domain | Sequence[Data],
     paths = [Path(s) for s in sources]
     if not paths:
         raise ConfigError("merge: no sources given")
-    net = model if model is not None else model_from_checkpoint(paths[0])
+    net = place(model if model is not None else model_from_checkpoint(paths[0]), device)
     merger = transfer.create(method, net, _target(target), run_dir=run_dir, **options)
     return transfer.run_sources(merger, paths)
 
@@ -135,12 +143,13 @@ def shift_sets(dataset: str | Sequence[Domain] | dict[str, Data], *, root: str |
 
 def evaluate_under_shift(model: nn.Module, dataset: str | Sequence[Domain] | dict[str, Data] = "driftfmnist", *,
                          root: str | os.PathLike | None = None, corruptions: bool = False, adapt_bn: bool = False,
-                         seed: int = 0) -> dict[str, dict[str, float]]:
+                         seed: int = 0, device: str | torch.device | None = None) -> dict[str, dict[str, float]]:
     """{set name: metrics} on every shifted test set (see `shift_sets`).
 
     Args:
         adapt_bn: AdaBN — BN statistics re-estimated on each set's images, on a fresh copy per set
             (statistics never leak across sets; the model is left unchanged).
+        device: move the model there first (None: evaluate where it is).
     """
     from ._compat import check_fits
     from .train import evaluate_sets
@@ -151,4 +160,4 @@ def evaluate_under_shift(model: nn.Module, dataset: str | Sequence[Domain] | dic
         classes = (int(ds.labels.max()) + 1 if len(ds) else 0) if own else len(ds.classes)
         check_fits(model, classes, ds.shape[0], exact=not own, data_name=f"{dataset if isinstance(dataset, str) else 'set'} {name!r}",
                    model_name=getattr(model, "shiftkit_checkpoint", getattr(model, "shiftkit_arch", type(model).__name__)))
-    return evaluate_sets(model, sets, adabn=adapt_bn)
+    return evaluate_sets(place(model, device), sets, adabn=adapt_bn)

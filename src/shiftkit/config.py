@@ -171,12 +171,12 @@ class Experiment(_Strict):
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        from .device import check_device_spec  # availability is checked when the run starts, not here
+        from .device import DEVICE_CHOICES, check_device_spec  # availability is checked when the run starts, not here
 
         try:
             return check_device_spec(v)
-        except ConfigError as e:
-            raise ValueError(str(e)) from None
+        except ConfigError:
+            raise ValueError(f"not a device; valid: {DEVICE_CHOICES}") from None
 
     @model_validator(mode="after")
     def _pipeline(self) -> "Experiment":

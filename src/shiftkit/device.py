@@ -145,19 +145,20 @@ def batches(images: Tensor, labels: Tensor, batch_size: int, *, order: Tensor, d
 
 
 # ---- precision ------------------------------------------------------------------------------------------
-def check_precision(precision: str) -> str:
+def check_precision(precision: str, device: torch.device | None = None) -> str:
+    """A precision setting, checked (with a device: one it can run on)."""
     if precision not in PRECISIONS:
         raise ConfigError(f"precision={precision!r}; valid: {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device is not None and device.type == "cpu":
+        raise ConfigError("precision='fp16' needs a GPU (CPU autocast supports bf16); use bf16 or fp32")
     return precision
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """Mixed-precision autocast for the forward pass (a no-op for fp32). Losses, optimizer state, BN statistics
     and every decision (GRASP cosines, connectivity moments, soup acceptance) stay in fp32."""
-    if check_precision(precision) == "fp32":
+    if check_precision(precision, device) == "fp32":
         return contextlib.nullcontext()
-    if precision == "fp16" and device.type == "cpu":
-        raise ConfigError("precision='fp16' needs a GPU (CPU autocast supports bf16); use bf16 or fp32")
     return torch.autocast(device.type, dtype=_DTYPES[precision])
 
 

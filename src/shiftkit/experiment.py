@@ -24,7 +24,7 @@ from ._compat import check_fits
 from .checkpoints import atomic_write_json, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import BudgetConfig, Experiment, PruneMethod, TransferMethod, method_options
 from .data import domain_index
-from .device import make_deterministic, place, provenance, resolve_device
+from .device import check_precision, make_deterministic, place, provenance, resolve_device
 from .errors import ConfigError
 
 __all__ = ["run_experiment", "prepare", "zoo_path"]
@@ -309,6 +309,7 @@ def run_experiment(exp: Experiment, *, progress: bool = True) -> dict:
     if exp.pipeline:
         return _run_pipeline(exp, progress=progress)
     device = resolve_device(exp.device)  # a GPU that is not there fails here, before any work
+    check_precision(exp.precision, device)
     determinism = make_deterministic(device)
     out = Path(exp.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -80,6 +80,15 @@ def print_registry(registry: Any) -> None:
         print(f"{name:<{width}}  {registry.describe(name)}".rstrip())
 
 
+# ---- the device flags every command that runs a model shares ---------------------------------------------
+def device_option() -> Any:
+    return typer.Option(None, help="auto | cpu | cuda | cuda:N | mps (default auto: CUDA, else MPS, else CPU)")
+
+
+def precision_option() -> Any:
+    return typer.Option(None, help="fp32 (default) | bf16 | fp16: autocast of training passes; decisions stay fp32")
+
+
 # ---- command-line flags -> config keys ----------------------------------------------------------------
 # One table for every experiment flag of `shiftkit train / prune / transfer / sources`; `shiftkit run`
 # accepts the same flags. A flag may set several keys; COMMAND_FLAGS holds where a command's flag
@@ -104,7 +113,7 @@ FLAG_KEYS: dict[str, tuple[str, ...]] = {
     "skip_unsupported": ("method.options.skip_unsupported",),
     "epochs": ("budget.epochs",), "finetune_epochs": ("budget.epochs",), "lr": ("budget.lr",),
     "batch_size": ("budget.batch_size",), "seed": ("seed",), "out": ("out",), "save": ("save",),
-    "corruptions": ("eval.corruptions",),
+    "corruptions": ("eval.corruptions",), "device": ("device",), "precision": ("precision",),
 }
 COMMAND_FLAGS: dict[str, dict[str, tuple[str, ...]]] = {
     "train": {"seed": ("seed", "data.seed"), "out": ("save",)},

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ._common import from_flags, json_line, table
+from ._common import device_option, from_flags, json_line, precision_option, table
 
 commands = typer.Typer()
 
@@ -41,6 +41,7 @@ def prune_cmd(
     finetune_epochs: int = typer.Option(2, help="fine-tuning epochs after pruning (and between rounds)"),
     lr: float = typer.Option(1e-3), batch_size: int = typer.Option(128), seed: int = typer.Option(0),
     out: Path = typer.Option(Path("runs/pruned.safetensors"), help="sparse safetensors output"),
+    device: Optional[str] = device_option(), precision: Optional[str] = precision_option(),
 ):
     """Prune a checkpoint, fine-tune with fixed masks, save the sparse model and its per-layer sparsity;
     test on every domain (results: <out without suffix>/result.json).
@@ -64,7 +65,7 @@ def prune_cmd(
                      keep_last=keep_last, max_layer_sparsity=max_layer_sparsity, skip_unsupported=skip_unsupported,
                      dataset=dataset, root=root, domain=domain, calib_domain=calib_domain, steps=steps,
                      bn_recalibrate=bn_recalibrate, finetune_epochs=finetune_epochs, lr=lr, batch_size=batch_size,
-                     seed=seed, out=out)
+                     seed=seed, out=out, device=device, precision=precision)
     r = run_experiment(exp)
     if structured:
         table([{"layer": k, "out x in channels": f"{o} x {i}"} for k, (o, i) in r["widths"].items()],

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ._common import from_flags, json_line, say, table
+from ._common import device_option, from_flags, json_line, precision_option, say, table
 
 commands = typer.Typer()
 
@@ -15,7 +15,8 @@ commands = typer.Typer()
 def train(model: str = typer.Option("small_cnn"), dataset: str = typer.Option("driftfmnist"),
           domain: int = typer.Option(0, help="domain index to train on (-1: the last)"), epochs: int = typer.Option(5),
           lr: float = typer.Option(1e-3), batch_size: int = typer.Option(128), seed: int = typer.Option(0),
-          root: Optional[Path] = typer.Option(None), out: Path = typer.Option(Path("runs/model.safetensors"))):
+          root: Optional[Path] = typer.Option(None), out: Path = typer.Option(Path("runs/model.safetensors")),
+          device: Optional[str] = device_option(), precision: Optional[str] = precision_option()):
     """Train a model on one domain and save it as safetensors (results: <out without suffix>/result.json).
 
     Example: shiftkit train --model small_cnn --dataset driftfmnist --domain 0 --epochs 3 --out runs/m.safetensors
@@ -23,7 +24,7 @@ def train(model: str = typer.Option("small_cnn"), dataset: str = typer.Option("d
     from ..experiment import run_experiment
 
     exp = from_flags("train", model=model, dataset=dataset, domain=domain, epochs=epochs, lr=lr,
-                     batch_size=batch_size, seed=seed, root=root, out=out)
+                     batch_size=batch_size, seed=seed, root=root, out=out, device=device, precision=precision)
     r = run_experiment(exp)
     json_line({"domain": r["domain"], "test": r["test"], "shifted_mean": r.get("shifted_mean"),
                "checkpoint": r["checkpoint"], "result": str(Path(exp.out) / "result.json")})
@@ -32,14 +33,15 @@ def train(model: str = typer.Option("small_cnn"), dataset: str = typer.Option("d
 @commands.command("eval")
 def eval_(checkpoint: Path, dataset: str = typer.Option("driftfmnist"), root: Optional[Path] = typer.Option(None),
           seed: int = typer.Option(0), corruptions: bool = typer.Option(False, help="also the corruption sets (5 severities)"),
-          adapt_bn: bool = typer.Option(False, help="AdaBN: re-estimate BN statistics on each test set's images first")):
+          adapt_bn: bool = typer.Option(False, help="AdaBN: re-estimate BN statistics on each test set's images first"),
+          device: Optional[str] = device_option()):
     """Evaluate a checkpoint on every domain's test set (and optionally on corruptions).
 
     Example: shiftkit eval runs/m.safetensors --dataset driftfmnist --adapt-bn
     """
     from ..api import evaluate_under_shift, load_model
 
-    net = load_model(checkpoint)
+    net = load_model(checkpoint, device=device)
     metrics = evaluate_under_shift(net, dataset, root=root, corruptions=corruptions, adapt_bn=adapt_bn, seed=seed)
     from ..train import invalid_sets
 

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from ._common import from_flags, print_registry, say, table
+from ._common import device_option, from_flags, precision_option, print_registry, say, table
 
 commands = typer.Typer()
 
@@ -20,7 +20,8 @@ def sources(dataset: str = typer.Option("driftfmnist"), model: str = typer.Optio
             source_lr: float = typer.Option(5e-4, help="per-source fine-tuning learning rate"),
             zoo_batch_size: int = typer.Option(128, "--batch-size", help="zoo training batch size (small domains: 32)"),
             width: Optional[int] = typer.Option(None, help="model width option (small_cnn / resnet)"),
-            seed: int = typer.Option(0), root: Optional[Path] = typer.Option(None)):
+            seed: int = typer.Option(0), root: Optional[Path] = typer.Option(None),
+            device: Optional[str] = device_option(), precision: Optional[str] = precision_option()):
     """Build a source zoo: pretrain a shared base on one domain, fine-tune one source per other domain.
 
     Example: shiftkit sources --dataset driftfmnist --model small_cnn --target 7 --out runs/zoo
@@ -30,7 +31,8 @@ def sources(dataset: str = typer.Option("driftfmnist"), model: str = typer.Optio
 
     exp = from_flags("sources", dataset=dataset, model=model, target=target, out=out, base_domain=base_domain,
                      base_epochs=base_epochs, source_epochs=source_epochs, base_lr=base_lr, source_lr=source_lr,
-                     zoo_batch_size=zoo_batch_size, width=width, seed=seed, root=root)
+                     zoo_batch_size=zoo_batch_size, width=width, seed=seed, root=root, device=device,
+                     precision=precision)
     domains = exp.data.load()
     prepare(exp, domains, exclude=None if target is not None else ())  # no --target: a source for every domain
     table(quick_report(domains, zoo_path(exp)), title=f"zoo {out} (base on {domains[base_domain].name})")
@@ -55,7 +57,8 @@ def transfer(method: str = typer.Option("grasp", help="see `shiftkit transfer-me
              tau: Optional[float] = typer.Option(None), seed: int = typer.Option(0),
              resume: bool = typer.Option(False, help="continue the run in --out"),
              set_: List[str] = typer.Option([], "--set", help="method option key=value (repeatable)"),
-             root: Optional[Path] = typer.Option(None)):
+             root: Optional[Path] = typer.Option(None),
+             device: Optional[str] = device_option(), precision: Optional[str] = precision_option()):
     """Merge the zoo's sources into a model for the target domain, one source at a time.
 
     Example: shiftkit transfer --method grasp --dataset driftfmnist --target 7 --sources runs/zoo --out runs/t --few-shot 100
@@ -64,7 +67,8 @@ def transfer(method: str = typer.Option("grasp", help="see `shiftkit transfer-me
     from ..transfer import zoo_sources
 
     exp = from_flags("transfer", method=method, dataset=dataset, target=target, sources=sources, out=out,
-                     few_shot=few_shot, tau=tau, seed=seed, resume=resume, set_=set_, root=root)
+                     few_shot=few_shot, tau=tau, seed=seed, resume=resume, set_=set_, root=root, device=device,
+                     precision=precision)
     zoo_sources(sources)  # transfer merges an existing zoo (`shiftkit sources` builds one): no zoo.json -> error
     r = run_experiment(exp)
     table([{"source": Path(rec["source"]).name, "skipped": rec.get("skipped", False),
