@@ -38,7 +38,7 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True       # a bar on a terminal, a line per epoch otherwise (shiftkit.progress)
     memory_format: str = "auto"  # "auto": channels_last for conv nets (measured 1.06-1.35x faster on this CPU); "contiguous"
-from .device import autocast, batches, check_precision, grad_scaler, model_device, to_device
+    precision: str = "fp32"     # "bf16" | "fp16": autocast forward passes (fp16 with loss scaling); fp32 decisions
     on_diverge: str = "error"    # NaN/Inf loss or weights: "error" (DivergedError) or "keep_best" (the best finite
                                  # validation epoch so far, with a warning); never silently a NaN model
 
