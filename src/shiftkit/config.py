@@ -48,8 +48,18 @@ class DataConfig(_Strict):
     few_shot: Optional[int] = None   # cap on the labelled train images: the target's (transfer), the domain's (prune)
     calib_domain: Optional[int] = None  # prune: domain whose train split calibrates (default: domain)
     options: dict[str, Any] = Field(default_factory=dict)  # the reader's options, e.g. image_folder {size: 64, channels: 1}
+    augment: str = "none"            # training batches only: none | flip | crop_flip (shiftkit.data.loader.AUGMENTS)
 
     _known = _registered("data", "DATASETS")
+
+    @field_validator("augment")
+    @classmethod
+    def _augment(cls, v: str) -> str:
+        from .data.loader import AUGMENTS  # lazy: torch loads only here
+
+        if v not in AUGMENTS:
+            raise ValueError(f"valid: {', '.join(AUGMENTS)}")
+        return v
 
     @field_validator("options")
     @classmethod
@@ -97,6 +107,7 @@ class EvalConfig(_Strict):
 
 class TrainMethod(_Strict):
     kind: Literal["train"] = "train"
+    init: Optional[str] = None              # start from pretrained weights in this file (shiftkit, timm or torchvision)
 
 
 class TransferMethod(_Strict):
@@ -104,7 +115,8 @@ class TransferMethod(_Strict):
     name: str = "grasp"                     # `shiftkit transfer-methods`
     options: dict[str, Any] = Field(default_factory=dict)  # the method's config (checked against its dataclass)
     sources: Optional[list[str]] = None     # checkpoints (.safetensors, or .pt / torchvision / timm state dicts)
-    base: Optional[str] = None              # shared base checkpoint (task arithmetic, TIES, ...); default: the zoo's
+    base: Optional[str] = None              # shared base checkpoint (task arithmetic, TIES, ...); with a zoo: the
+                                            # pretrained file every source is fine-tuned from (no base training)
     zoo: Optional[str] = None               # zoo folder (built when missing); default <out>/zoo
     base_domain: int = 0                    # zoo: domain the shared base is pretrained on
     base_epochs: int = Field(5, ge=0)       # zoo: base pretraining epochs

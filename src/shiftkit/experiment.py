@@ -36,7 +36,7 @@ def _train_config(exp: Experiment, *, progress: bool, epochs: int | None = None)
     b = {k: v for k, v in exp.budget.model_dump().items() if v is not None and k != "lr_grid"}
     if epochs is not None:
         b["epochs"] = epochs
-    return TrainConfig(**b, seed=exp.seed, progress=progress, precision=exp.precision)
+    return TrainConfig(**b, seed=exp.seed, progress=progress, precision=exp.precision, augment=exp.data.augment)
 
 
 def _fit(exp: Experiment, net, d, *, progress: bool, epochs: int | None = None) -> tuple:
@@ -115,6 +115,10 @@ def _evaluate(exp: Experiment, net, domains, clean) -> dict:
 def _run_train(exp: Experiment, domains, out: Path, progress: bool) -> dict:
     d = domains[domain_index(domains, exp.data.domain, "data.domain")]
     net = _model(exp, d)
+    if exp.method.init:  # pretrained weights: a new head where the class count differs
+        from .transfer.zoo import init_from_file
+
+        init_from_file(exp.method.init, net)
     fit_result, lr_info = _fit(exp, net, d, progress=progress)
     save_checkpoint(exp.model_path, net, metadata={"domain": d.name, "dataset": exp.data.name})
     return {"domain": d.name, "history": fit_result.history, "best_epoch": fit_result.best_epoch, **lr_info,
@@ -202,7 +206,7 @@ def prepare(exp: Experiment, domains=None, *, exclude: tuple[int, ...] | None = 
     zoo, m = zoo_path(exp), exp.method
     cfg = ZooConfig(model=exp.model.name, model_kwargs=dict(exp.model.kwargs), base_domain=m.base_domain,
                     base_epochs=m.base_epochs, source_epochs=m.source_epochs, base_lr=m.base_lr, source_lr=m.source_lr,
-                    batch_size=m.zoo_batch_size, seed=exp.seed)
+                    batch_size=m.zoo_batch_size, seed=exp.seed, augment=exp.data.augment, base_file=m.base)
     manifest = zoo / "zoo.json"
     if manifest.is_file():
         built = json.loads(manifest.read_text())
@@ -232,7 +236,8 @@ def _sources(exp: Experiment, target: int, domain, out: Path) -> tuple[str | Non
         base_p, src = zoo_sources(zoo_path(exp), exclude=(target,))
         if target == _zoo_base_domain(exp):  # None (not recorded) never equals a domain index
             raise ConfigError(f"data.target={target} is the zoo's base domain: the base would have seen the target")
-        base, paths = (m.base or str(base_p)), [str(p) for p in src]
+        pretrained = _zoo_config(exp).get("base_file")  # the zoo's base is m.base imported: merge from that copy
+        base, paths = (str(base_p) if pretrained or not m.base else m.base), [str(p) for p in src]
     if m.order == "reverse":
         paths = paths[::-1]
     elif m.order == "random":  # the permutation `shiftkit bench transfer` draws: same seed, same order
@@ -244,9 +249,14 @@ def _sources(exp: Experiment, target: int, domain, out: Path) -> tuple[str | Non
 def _zoo_base_domain(exp: Experiment) -> int | None:
     """The domain the zoo's base was trained on, as its manifest records it (`build_zoo` writes it);
     None for a manifest made by hand without it."""
-    cfg = json.loads((zoo_path(exp) / "zoo.json").read_text()).get("config")  # zoo_sources checked it is JSON
-    base = cfg.get("base_domain") if isinstance(cfg, dict) else None
+    cfg = _zoo_config(exp)
+    base = cfg.get("base_domain") if not cfg.get("base_file") else None  # a pretrained base saw no domain
     return base if isinstance(base, int) else None
+
+
+def _zoo_config(exp: Experiment) -> dict:
+    cfg = json.loads((zoo_path(exp) / "zoo.json").read_text()).get("config")  # zoo_sources checked it is JSON
+    return cfg if isinstance(cfg, dict) else {}
 
 
 def _transfer_options(exp: Experiment, base: str | None, progress: bool) -> dict:

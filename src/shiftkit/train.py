@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .data.base import ArrayDataset
+from .data.loader import augment_batch, check_augment
 from .device import autocast, batches, check_precision, grad_scaler, model_device, to_device
 from .errors import ConfigError, DivergedError
 from .metrics import classification_metrics
@@ -41,6 +42,7 @@ class TrainConfig:
     precision: str = "fp32"     # "bf16" | "fp16": autocast forward passes (fp16 with loss scaling); fp32 decisions
     on_diverge: str = "error"    # NaN/Inf loss or weights: "error" (DivergedError) or "keep_best" (the best finite
                                  # validation epoch so far, with a warning); never silently a NaN model
+    augment: str = "none"       # training batches only (shiftkit.data.loader.AUGMENTS); evaluation never augments
 
     def __post_init__(self) -> None:
         checks = {"optimizer": ("adamw", "sgd"), "schedule": ("cosine", "constant"), "select": ("best_val", "last"),
@@ -49,6 +51,7 @@ class TrainConfig:
             if getattr(self, key) not in valid:
                 raise ConfigError(f"TrainConfig.{key}={getattr(self, key)!r}; valid: {', '.join(valid)}")
         check_precision(self.precision)
+        check_augment(self.augment)
         if self.epochs < 0 or self.batch_size < 1 or not 0 < self.lr < math.inf:
             raise ConfigError(f"TrainConfig needs epochs >= 0, batch_size >= 1, lr > 0; got {self}")
 
@@ -62,12 +65,14 @@ class FitResult:
 
 
 def iterate_batches(ds: ArrayDataset, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None,
-                    device: torch.device | None = None) -> Iterator[tuple[Tensor, Tensor]]:
-    """Float batches straight from the in-memory tensors (no per-item DataLoader overhead), on `device`
-    (None: where the data is). The order is drawn on the host, so it is the same on every device."""
+                    device: torch.device | None = None, augment: str = "none") -> Iterator[tuple[Tensor, Tensor]]:
+    """Float batches straight from the images (no per-item DataLoader overhead), on `device`
+    (None: where the data is). The order is drawn on the host, so it is the same on every device.
+    `augment` (training only) draws its crops and flips from `generator` after the order."""
     n = len(ds)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    yield from batches(ds.images, ds.labels, batch_size, order=order, device=device)
+    for x, y in batches(ds.images, ds.labels, batch_size, order=order, device=device):
+        yield (x if augment == "none" else augment_batch(x, augment, generator)), y
 
 
 @torch.no_grad()
@@ -200,7 +205,7 @@ def fit(model: nn.Module, train: ArrayDataset, val: ArrayDataset | None = None, 
     for epoch in range(cfg.epochs):
         model.train()
         loss_sum = torch.zeros((), device=dev)  # summed on the device: no host sync inside the epoch
-        for x, y in iterate_batches(train, cfg.batch_size, shuffle=True, generator=gen, device=dev):
+        for x, y in iterate_batches(train, cfg.batch_size, shuffle=True, generator=gen, device=dev, augment=cfg.augment):
             with autocast(dev, cfg.precision):
                 logits = model(x.contiguous(memory_format=fmt))
             loss = F.cross_entropy(logits.float(), y)

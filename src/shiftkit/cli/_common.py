@@ -114,6 +114,7 @@ FLAG_KEYS: dict[str, tuple[str, ...]] = {
     "epochs": ("budget.epochs",), "finetune_epochs": ("budget.epochs",), "lr": ("budget.lr",),
     "batch_size": ("budget.batch_size",), "seed": ("seed",), "out": ("out",), "save": ("save",),
     "corruptions": ("eval.corruptions",), "device": ("device",), "precision": ("precision",),
+    "augment": ("data.augment",), "init": ("method.init",),
 }
 COMMAND_FLAGS: dict[str, dict[str, tuple[str, ...]]] = {
     "train": {"seed": ("seed", "data.seed"), "out": ("save",)},

@@ -16,7 +16,9 @@ def train(model: str = typer.Option("small_cnn"), dataset: str = typer.Option("d
           domain: int = typer.Option(0, help="domain index to train on (-1: the last)"), epochs: int = typer.Option(5),
           lr: float = typer.Option(1e-3), batch_size: int = typer.Option(128), seed: int = typer.Option(0),
           root: Optional[Path] = typer.Option(None), out: Path = typer.Option(Path("runs/model.safetensors")),
-          device: Optional[str] = device_option(), precision: Optional[str] = precision_option()):
+          device: Optional[str] = device_option(), precision: Optional[str] = precision_option(),
+          init: Optional[Path] = typer.Option(None, help="start from pretrained weights (shiftkit, timm or torchvision file)"),
+          augment: Optional[str] = typer.Option(None, help="training augmentation: none, flip, crop_flip")):
     """Train a model on one domain and save it as safetensors (results: <out without suffix>/result.json).
 
     Example: shiftkit train --model small_cnn --dataset driftfmnist --domain 0 --epochs 3 --out runs/m.safetensors
@@ -24,7 +26,8 @@ def train(model: str = typer.Option("small_cnn"), dataset: str = typer.Option("d
     from ..experiment import run_experiment
 
     exp = from_flags("train", model=model, dataset=dataset, domain=domain, epochs=epochs, lr=lr,
-                     batch_size=batch_size, seed=seed, root=root, out=out, device=device, precision=precision)
+                     batch_size=batch_size, seed=seed, root=root, out=out, device=device, precision=precision,
+                     init=init, augment=augment)
     r = run_experiment(exp)
     json_line({"domain": r["domain"], "test": r["test"], "shifted_mean": r.get("shifted_mean"),
                "checkpoint": r["checkpoint"], "result": str(Path(exp.out) / "result.json")})

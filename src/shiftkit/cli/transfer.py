@@ -20,9 +20,12 @@ def sources(dataset: str = typer.Option("driftfmnist"), model: str = typer.Optio
             source_lr: float = typer.Option(5e-4, help="per-source fine-tuning learning rate"),
             zoo_batch_size: int = typer.Option(128, "--batch-size", help="zoo training batch size (small domains: 32)"),
             width: Optional[int] = typer.Option(None, help="model width option (small_cnn / resnet)"),
+            base: Optional[Path] = typer.Option(None, help="pretrained base file (shiftkit, timm or torchvision): "
+                                                           "every source is fine-tuned from it, no base is trained"),
+            augment: Optional[str] = typer.Option(None, help="training augmentation: none, flip, crop_flip"),
             seed: int = typer.Option(0), root: Optional[Path] = typer.Option(None),
             device: Optional[str] = device_option(), precision: Optional[str] = precision_option()):
-    """Build a source zoo: pretrain a shared base on one domain, fine-tune one source per other domain.
+    """Build a source zoo: pretrain a shared base on one domain (or take --base), fine-tune one source per domain.
 
     Example: shiftkit sources --dataset driftfmnist --model small_cnn --target 7 --out runs/zoo
     """
@@ -31,11 +34,11 @@ def sources(dataset: str = typer.Option("driftfmnist"), model: str = typer.Optio
 
     exp = from_flags("sources", dataset=dataset, model=model, target=target, out=out, base_domain=base_domain,
                      base_epochs=base_epochs, source_epochs=source_epochs, base_lr=base_lr, source_lr=source_lr,
-                     zoo_batch_size=zoo_batch_size, width=width, seed=seed, root=root, device=device,
-                     precision=precision)
+                     zoo_batch_size=zoo_batch_size, width=width, base=base, augment=augment, seed=seed, root=root,
+                     device=device, precision=precision)
     domains = exp.data.load()
     prepare(exp, domains, exclude=None if target is not None else ())  # no --target: a source for every domain
-    table(quick_report(domains, zoo_path(exp)), title=f"zoo {out} (base on {domains[base_domain].name})")
+    table(quick_report(domains, zoo_path(exp)), title=f"zoo {out} (base {base or 'on ' + domains[base_domain].name})")
 
 
 @commands.command("transfer-methods")

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from .._files import open_regular
 from ..errors import ConfigError, DataError
+from ._cache import MappedImages, cached_images
 from .base import ArrayDataset
 
 __all__ = [
@@ -28,6 +29,9 @@ __all__ = [
     "scan_classes",
     "read_image",
     "read_images",
+    "load_images",
+    "STORAGES",
+    "AUTO_CACHE_BYTES",
     "build_dataset",
 ]
 
@@ -35,6 +39,10 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", "
 # PIL decodes in C and releases the GIL, so a few threads speed up large folders.
 _THREADS = min(8, os.cpu_count() or 1)
 _THREADED_FROM = 256  # below this many files, threads cost more than they save
+STORAGES = ("auto", "memory", "cache")
+# "auto" caches on disk above 1 GiB of decoded pixels (~7k RGB images at 224 px): below it a folder is
+# decoded into memory as it always was (the existing benchmarks' folders); above it memory runs out first.
+AUTO_CACHE_BYTES = 1 << 30
 # PIL sniffs the format from the bytes, not the extension, and its decoders raise nearly anything on a
 # hostile file (OSError, SyntaxError for broken PNG chunks, NotImplementedError for unknown DDS flags,
 # struct.error, MemoryError...): any failure to decode one file is that file's DataError.
@@ -97,23 +105,22 @@ def read_image(path: Path, *, size: int | None = None, channels: int = 3) -> np.
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (C, H, W)
 
 
-def read_images(paths: Sequence[Path], *, size: int | None = None, channels: int = 3) -> Tensor:
-    """Decode and stack images into uint8 (N, C, H, W); every image must end up the same shape."""
+def _check(size: int | None, channels: int, paths: Sequence[Path]) -> None:
     if channels not in (1, 3):
         raise ConfigError(f"channels must be 1 or 3, got {channels}")
     if size is not None and size < 1:
         raise ConfigError(f"size must be a positive number of pixels, got {size}")
     if not paths:
         raise DataError("no image files to read")
-    first = read_image(paths[0], size=size, channels=channels)
-    out = np.empty((len(paths), *first.shape), dtype=np.uint8)  # (N, C, H, W)
-    out[0] = first
 
+
+def _fill(out: np.ndarray, paths: Sequence[Path], *, size: int | None, channels: int) -> None:
+    """Decode paths[1:] into out[1:] (out[0] holds the first image, whose shape every image must have)."""
     def load(i: int) -> None:
         arr = read_image(paths[i], size=size, channels=channels)
-        if arr.shape != first.shape:
+        if arr.shape != out.shape[1:]:
             raise DataError(f"image {paths[i]} has shape {arr.shape[1:]} but {paths[0]} has "
-                            f"{first.shape[1:]} (pass size= to resize all images)")
+                            f"{tuple(out.shape[2:])} (pass size= to resize all images)")
         out[i] = arr
 
     rest = range(1, len(paths))
@@ -127,16 +134,50 @@ def read_images(paths: Sequence[Path], *, size: int | None = None, channels: int
                 pass
         finally:
             pool.shutdown(cancel_futures=True)
+
+
+def read_images(paths: Sequence[Path], *, size: int | None = None, channels: int = 3) -> Tensor:
+    """Decode and stack images into uint8 (N, C, H, W) in memory; every image must end up the same shape."""
+    _check(size, channels, paths)
+    return _in_memory(paths, read_image(paths[0], size=size, channels=channels), size=size, channels=channels)
+
+
+def _in_memory(paths: Sequence[Path], first: np.ndarray, *, size: int | None, channels: int) -> Tensor:
+    out = np.empty((len(paths), *first.shape), dtype=np.uint8)  # (N, C, H, W)
+    out[0] = first
+    _fill(out, paths, size=size, channels=channels)
     return torch.from_numpy(out)
 
 
+def load_images(paths: Sequence[Path], *, size: int | None = None, channels: int = 3, storage: str = "auto",
+                cache_dir: str | os.PathLike | None = None) -> Tensor | MappedImages:
+    """Images as uint8 (N, C, H, W): in memory, or decoded once into a memory-mapped cache file.
+
+    Args:
+        storage: "memory" (a tensor), "cache" (a MappedImages over a cache file), or "auto": "cache" when
+            the decoded pixels would pass AUTO_CACHE_BYTES, else "memory".
+        cache_dir: the cache folder; default $SHIFTKIT_CACHE or ~/.cache/shiftkit/images.
+    """
+    if storage not in STORAGES:
+        raise ConfigError(f"storage={storage!r}; valid: {', '.join(STORAGES)}")
+    if storage == "memory":
+        return read_images(paths, size=size, channels=channels)
+    _check(size, channels, paths)
+    first = read_image(paths[0], size=size, channels=channels)
+    if storage == "auto" and len(paths) * first.nbytes <= AUTO_CACHE_BYTES:
+        return _in_memory(paths, first, size=size, channels=channels)
+    return cached_images(paths, first, lambda out: _fill(out, paths, size=size, channels=channels),
+                         size=size, channels=channels, folder=cache_dir)
+
+
 def build_dataset(files: dict[str, list[Path]], classes: Sequence[str], *, size: int | None = None,
-                  channels: int = 3, meta: dict | None = None) -> ArrayDataset:
+                  channels: int = 3, meta: dict | None = None, storage: str = "auto",
+                  cache_dir: str | os.PathLike | None = None) -> ArrayDataset:
     """{class: images} -> ArrayDataset labelled by each class's index in `classes`."""
     unknown = set(files) - set(classes)
     if unknown:
         raise DataError(f"classes {sorted(unknown)} are not in the class list {list(classes)}")
     paths = [p for c in classes for p in files.get(c, [])]
     labels = [i for i, c in enumerate(classes) for _ in files.get(c, [])]
-    images = read_images(paths, size=size, channels=channels)
+    images = load_images(paths, size=size, channels=channels, storage=storage, cache_dir=cache_dir)
     return ArrayDataset(images, torch.tensor(labels, dtype=torch.int64), list(classes), dict(meta or {}))

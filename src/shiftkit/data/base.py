@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DataError
+from ._cache import MappedImages
 
 __all__ = ["ArrayDataset", "data_root", "require_classes", "DEBIAN_FMNIST"]
 
@@ -19,11 +20,12 @@ DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
 class ArrayDataset(torch.utils.data.Dataset):
     """Images and labels held as tensors.
 
-    images: (N, C, H, W), uint8 in [0, 255] or float32 in [0, 1].
+    images: (N, C, H, W), uint8 in [0, 255] or float32 in [0, 1]; or a MappedImages (uint8 rows of a
+        memory-mapped cache file: a folder larger than memory), which indexes into tensors the same way.
     labels: (N,) int64 in [0, len(classes)).
     """
 
-    images: Tensor
+    images: Tensor | MappedImages
     labels: Tensor
     classes: list[str]
     meta: dict = field(default_factory=dict)
@@ -57,7 +59,8 @@ class ArrayDataset(torch.utils.data.Dataset):
         """The selected rows; per-image meta tensors (length N, e.g. Yearbook's gender) are indexed too."""
         n = len(self)
         meta = {k: v[index] if isinstance(v, Tensor) and v.ndim >= 1 and len(v) == n else v for k, v in self.meta.items()}
-        return ArrayDataset(self.images[index], self.labels[index], self.classes, meta)
+        images = self.images.subset(index) if isinstance(self.images, MappedImages) else self.images[index]
+        return ArrayDataset(images, self.labels[index], self.classes, meta)
 
     def class_counts(self) -> Tensor:
         return torch.bincount(self.labels, minlength=self.num_classes)

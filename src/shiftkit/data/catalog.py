@@ -88,10 +88,12 @@ def _tiny_imagenet(root=None, *, seed: int = 0) -> list[Domain]:
 
 
 @register_dataset("image_folder")
-def _image_folder(root=None, *, seed: int = 0, size: int = 32, channels: int = 3) -> list[Domain]:
+def _image_folder(root=None, *, seed: int = 0, size: int = 32, channels: int = 3, storage: str = "auto",
+                  cache_dir: str | None = None) -> list[Domain]:
     """root/<domain>/<class>/<img>, or pre-split root/<domain>/{train,val,test}/<class>/<img> (splits kept).
 
-    Images are resized to size x size and read as RGB (channels=3) or grayscale (channels=1).
+    Images are resized to size x size and read as RGB (channels=3) or grayscale (channels=1). storage:
+    "memory", "cache" (decoded once into a memory-mapped file under cache_dir) or "auto" (cache past 1 GiB).
     """
     root = _required(root, "image_folder")
     if channels not in (1, 3):
@@ -99,9 +101,9 @@ def _image_folder(root=None, *, seed: int = 0, size: int = 32, channels: int = 3
     if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 4096:
         raise DataError(f"image_folder: size={size!r} must be an integer in 1..4096 (pixels per side)")
     if not is_presplit(root):
-        return _split_all(load_image_folder(root, size=size, channels=channels))
+        return _split_all(load_image_folder(root, size=size, channels=channels, storage=storage, cache_dir=cache_dir))
     domains = []
-    for name, splits in load_presplit(root, size=size, channels=channels).items():
+    for name, splits in load_presplit(root, size=size, channels=channels, storage=storage, cache_dir=cache_dir).items():
         missing = [s for s in ("train", "val", "test") if s not in splits]
         if missing:
             raise DataError(f"{root}/{name}: pre-split domain lacks {missing}")
@@ -110,21 +112,25 @@ def _image_folder(root=None, *, seed: int = 0, size: int = 32, channels: int = 3
 
 
 @register_dataset("yearbook")
-def _yearbook(root=None, *, seed: int = 0, size: int = 32) -> list[Domain]:
+def _yearbook(root=None, *, seed: int = 0, size: int = 32, storage: str = "auto",
+              cache_dir: str | None = None) -> list[Domain]:
     """Portraits: gender classification, domains = decades, splits stratified by gender."""
-    return _split_all(load_yearbook(_required(root, "yearbook"), task="gender", size=size), stratify_key="gender")
+    return _split_all(load_yearbook(_required(root, "yearbook"), task="gender", size=size, storage=storage,
+                                    cache_dir=cache_dir), stratify_key="gender")
 
 
 @register_dataset("yearbook_grasp")
-def _yearbook_grasp(root=None, *, seed: int = 0, size: int = 32) -> list[Domain]:
+def _yearbook_grasp(root=None, *, seed: int = 0, size: int = 32, storage: str = "auto",
+                    cache_dir: str | None = None) -> list[Domain]:
     """The GRASP paper's Yearbook task: 4 periods, earlier vs later decade, splits stratified by gender."""
-    return _split_all(load_yearbook(_required(root, "yearbook_grasp"), task="grasp", size=size), stratify_key="gender")
+    return _split_all(load_yearbook(_required(root, "yearbook_grasp"), task="grasp", size=size, storage=storage,
+                                    cache_dir=cache_dir), stratify_key="gender")
 
 
 @register_dataset("clear")
-def _clear(root=None, *, seed: int = 0, size: int = 64) -> list[Domain]:
+def _clear(root=None, *, seed: int = 0, size: int = 64, storage: str = "auto", cache_dir: str | None = None) -> list[Domain]:
     """CLEAR-10/100 raw buckets merged into the GRASP paper's 2-year bins year_1-2 ... year_9-10."""
-    return _split_all(load_clear(_required(root, "clear"), bins=5, size=size))
+    return _split_all(load_clear(_required(root, "clear"), bins=5, size=size, storage=storage, cache_dir=cache_dir))
 
 
 def describe(domains: list[Domain]) -> list[dict]:

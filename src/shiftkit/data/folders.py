@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, DataError
-from ._images import build_dataset, list_images, natural_key, read_images, scan_classes, subdirs
+from ._images import build_dataset, list_images, load_images, natural_key, scan_classes, subdirs
 from .base import ArrayDataset, require_classes
 
 __all__ = [
@@ -47,14 +47,15 @@ def _union_classes(scans: list[dict[str, list[Path]]], root: Path) -> list[str]:
     return require_classes(root, sorted({c for scan in scans for c in scan}))
 
 
-def load_image_folder(root: str | os.PathLike, *, size: int | None = None,
-                      channels: int = 3) -> dict[str, ArrayDataset]:
+def load_image_folder(root: str | os.PathLike, *, size: int | None = None, channels: int = 3,
+                      storage: str = "auto", cache_dir: str | os.PathLike | None = None) -> dict[str, ArrayDataset]:
     """Read `root/<domain>/<class>/<image>` into one dataset per domain.
 
     Args:
         root: folder of domain folders (e.g. years or year bins).
         size: resize to size x size (bilinear); None keeps native sizes, which must then agree.
         channels: 3 (RGB) or 1 (grayscale).
+        storage, cache_dir: in memory, or a memory-mapped decode cache (see `_images.load_images`).
     Returns:
         {domain: ArrayDataset} in natural domain order ("2" before "10"); classes are the
         sorted union over domains, so a class has the same index in every domain.
@@ -66,7 +67,8 @@ def load_image_folder(root: str | os.PathLike, *, size: int | None = None,
     if not scans:
         raise DataError(f"{root} has no domain folders")
     classes = _union_classes(list(scans.values()), root)
-    return {name: build_dataset(files, classes, size=size, channels=channels, meta={"domain": name})
+    return {name: build_dataset(files, classes, size=size, channels=channels, meta={"domain": name},
+                                storage=storage, cache_dir=cache_dir)
             for name, files in scans.items()}
 
 
@@ -79,8 +81,8 @@ def is_presplit(root: str | os.PathLike) -> bool:
         (d / "train").is_dir() and {s.name for s in subdirs(d)} <= set(SPLITS) for d in domains)
 
 
-def load_presplit(root: str | os.PathLike, *, size: int | None = None,
-                  channels: int = 3) -> dict[str, dict[str, ArrayDataset]]:
+def load_presplit(root: str | os.PathLike, *, size: int | None = None, channels: int = 3, storage: str = "auto",
+                  cache_dir: str | os.PathLike | None = None) -> dict[str, dict[str, ArrayDataset]]:
     """Read `root/<domain>/{train,val,test}/<class>/<image>` keeping the given splits.
 
     Returns:
@@ -93,7 +95,7 @@ def load_presplit(root: str | os.PathLike, *, size: int | None = None,
     scans = {d.name: {s: scan_classes(d / s) for s in SPLITS if (d / s).is_dir()} for d in subdirs(root)}
     classes = _union_classes([scan for splits in scans.values() for scan in splits.values()], root)
     return {name: {s: build_dataset(files, classes, size=size, channels=channels,
-                                    meta={"domain": name, "split": s})
+                                    meta={"domain": name, "split": s}, storage=storage, cache_dir=cache_dir)
                    for s, files in splits.items()}
             for name, splits in scans.items()}
 
@@ -116,7 +118,8 @@ def _clear_groups(buckets: dict[int, Path], bins: int | None, folder: Path) -> l
 
 
 def load_clear(root: str | os.PathLike, *, bins: int | None = None, classes: list[str] | None = None,
-               size: int | None = 64, channels: int = 3) -> dict[str, ArrayDataset]:
+               size: int | None = 64, channels: int = 3, storage: str = "auto",
+               cache_dir: str | os.PathLike | None = None) -> dict[str, ArrayDataset]:
     """Read raw CLEAR-10/100: `labeled_images/<bucket>/<class>/<image>`, domain = time bucket.
 
     Args:
@@ -156,7 +159,8 @@ def load_clear(root: str | os.PathLike, *, bins: int | None = None, classes: lis
             raise DataError(f"CLEAR domain {name} ({', '.join(str(b) for b in members)}) "
                             f"has no images of the chosen classes")
         out[name] = build_dataset(files, classes, size=size, channels=channels,
-                                  meta={"domain": name, "buckets": [int(b.name) for b in members]})
+                                  meta={"domain": name, "buckets": [int(b.name) for b in members]},
+                                  storage=storage, cache_dir=cache_dir)
     return out
 
 
@@ -180,7 +184,8 @@ def _period(year: int) -> tuple[str, int]:
 
 
 def load_yearbook(root: str | os.PathLike, *, task: str = "gender", domain_width: int = 10,
-                  size: int | None = 32, channels: int = 3) -> dict[str, ArrayDataset]:
+                  size: int | None = 32, channels: int = 3, storage: str = "auto",
+                  cache_dir: str | os.PathLike | None = None) -> dict[str, ArrayDataset]:
     """Read Yearbook / Portraits: `<root>/{M,F}/<year>_<school>_..._<n>.png`.
 
     Args:
@@ -217,7 +222,7 @@ def load_yearbook(root: str | os.PathLike, *, task: str = "gender", domain_width
     out = {}
     for (_, name), rows in sorted(groups.items()):
         rows.sort(key=lambda r: (r[3], natural_key(r[0].name)))
-        images = read_images([r[0] for r in rows], size=size, channels=channels)
+        images = load_images([r[0] for r in rows], size=size, channels=channels, storage=storage, cache_dir=cache_dir)
         meta = {"domain": name, "gender": _column(rows, 2), "year": _column(rows, 3),
                 "gender_classes": list(_GENDERS)}
         out[name] = ArrayDataset(images, _column(rows, 1), classes, meta)

@@ -1,4 +1,5 @@
-"""Source zoo: pretrain one shared base on one domain, then fine-tune one source per domain from it.
+"""Source zoo: pretrain one shared base on one domain (or take it from a pretrained file), then fine-tune
+one source per domain from it.
 
 Merging (task arithmetic, TIES, OPCM, GRASP's tensor copies) only makes sense between models that
 share a base. Files: `<out>/base.safetensors`, `<out>/source_<domain>.safetensors` (metadata: arch,
@@ -8,20 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import torch
+from torch import nn
 
 from .. import models
 from ..checkpoints import atomic_write_json, load_checkpoint, save_checkpoint
 from ..data.domains import Domain
 from ..device import place
 from .._files import loads_bounded, read_regular
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..train import TrainConfig, evaluate, fit
 
-__all__ = ["ZooConfig", "build_zoo", "zoo_sources", "zoo_checksum"]
+__all__ = ["ZooConfig", "build_zoo", "zoo_sources", "zoo_checksum", "init_from_file"]
 
 
 @dataclass(frozen=True)
@@ -35,25 +39,45 @@ class ZooConfig:
     source_lr: float = 5e-4   # lower than the base's: sources stay in the base's basin (merge-compatible)
     batch_size: int = 128
     seed: int = 0
+    augment: str = "none"     # training batches of the base and the sources (shiftkit.data.loader.AUGMENTS)
+    base_file: Optional[str] = None  # a pretrained base (shiftkit / timm / torchvision file): no base training
+
+
+def init_from_file(path: str | os.PathLike, model: nn.Module) -> list[str]:
+    """Load pretrained weights into `model` (a shiftkit checkpoint, or a timm / torchvision state dict through
+    `shiftkit.interop`); tensors whose shape differs (a 1000-class head) keep the model's own init.
+    Returns the names kept. Never downloads: a missing file is a CheckpointError naming it."""
+    from ..interop import import_state, read_state
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"pretrained file {path} does not exist (weights are never downloaded: "
+                              "give a local shiftkit checkpoint, timm or torchvision state dict)")
+    return import_state(read_state(path), model, where=str(path), skip_mismatched=True)
 
 
 def build_zoo(domains: list[Domain], out: str | Path, *, cfg: ZooConfig = ZooConfig(), dataset: str = "",
               exclude: tuple[int, ...] = (), device: str | torch.device | None = None, precision: str = "fp32") -> dict:
     """Train the base and one source per domain not in `exclude` (the target); skips files already there.
     `device` / `precision`: where and how the zoo trains (not part of its identity: files are written from CPU)."""
-    if not 0 <= cfg.base_domain < len(domains) or cfg.base_domain in exclude:
+    if cfg.base_file is None and (not 0 <= cfg.base_domain < len(domains) or cfg.base_domain in exclude):
         raise ConfigError(f"base_domain={cfg.base_domain} must be a domain index other than the target {exclude}")
     out = Path(out)
-    d0 = domains[cfg.base_domain]
+    d0 = domains[cfg.base_domain if cfg.base_file is None else 0]  # classes and channels agree across domains
     make = lambda: place(models.create(cfg.model, num_classes=len(d0.classes), in_chans=d0.train.shape[0],  # noqa: E731
                                        **cfg.model_kwargs), device)
     base_path = out / "base.safetensors"
     if not base_path.is_file():
-        torch.manual_seed(cfg.seed)  # the base's random init: the zoo is a function of its seed
+        torch.manual_seed(cfg.seed)  # the base's random init (or new head): the zoo is a function of its seed
         net = make()
-        fit(net, d0.train, d0.val, TrainConfig(epochs=cfg.base_epochs, lr=cfg.base_lr, batch_size=cfg.batch_size, seed=cfg.seed,
-                                             precision=precision))
-        save_checkpoint(base_path, net, metadata={"domain": d0.name, "dataset": dataset, "role": "base"})
+        if cfg.base_file is not None:  # pretrained elsewhere: no base domain, no base training
+            skipped = init_from_file(cfg.base_file, net)
+            meta = {"pretrained_from": cfg.base_file, "reinitialised": json.dumps(skipped)}
+        else:
+            fit(net, d0.train, d0.val, TrainConfig(epochs=cfg.base_epochs, lr=cfg.base_lr, batch_size=cfg.batch_size,
+                                                   seed=cfg.seed, precision=precision, augment=cfg.augment))
+            meta = {"domain": d0.name}
+        save_checkpoint(base_path, net, metadata={**meta, "dataset": dataset, "role": "base"})
     entries = []
     for i, d in enumerate(domains):
         if i in exclude:
@@ -63,7 +87,7 @@ def build_zoo(domains: list[Domain], out: str | Path, *, cfg: ZooConfig = ZooCon
             net = make()
             load_checkpoint(base_path, net)
             fit(net, d.train, d.val, TrainConfig(epochs=cfg.source_epochs, lr=cfg.source_lr, batch_size=cfg.batch_size,
-                                                 seed=cfg.seed * 1000 + i, precision=precision))
+                                                 seed=cfg.seed * 1000 + i, precision=precision, augment=cfg.augment))
             save_checkpoint(path, net, metadata={"domain": d.name, "dataset": dataset, "role": "source"})
         entries.append({"index": i, "domain": d.name, "path": path.name})
     manifest = {"dataset": dataset, "base": base_path.name, "sources": entries, "config": asdict(cfg)}
