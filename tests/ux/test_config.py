@@ -8,7 +8,7 @@ import typer
 
 from shiftkit.cli import app, main
 from shiftkit.cli._common import flag_keys, flag_overrides, from_flags
-from shiftkit.config import (BudgetConfig, DataConfig, EvalConfig, Experiment, ModelConfig, PruneMethod,
+from shiftkit.config import (BudgetConfig, DataConfig, EvalConfig, Experiment, ModelConfig, PruneMethod, TrainMethod,
                              TransferMethod, apply_overrides, load_experiment, method_options, parse_experiment)
 from shiftkit.errors import ConfigError
 
@@ -114,7 +114,8 @@ def test_every_command_flag_maps_to_a_config_key(command):
             section, _, leaf = key.rpartition(".")
             model = {"": Experiment, "data": DataConfig, "budget": BudgetConfig, "eval": EvalConfig,
                      "model": ModelConfig}.get(section)
-            fields = set(model.model_fields) if model else set(TransferMethod.model_fields) | set(PruneMethod.model_fields)
+            fields = set(model.model_fields) if model else (set(TransferMethod.model_fields) | set(PruneMethod.model_fields)
+                                                            | set(TrainMethod.model_fields))
             assert leaf in fields, f"--{flag} maps to {key}, which is not a config key"
 
 
