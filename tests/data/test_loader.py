@@ -5,7 +5,7 @@ import torch
 from shiftkit import models
 from shiftkit.config import parse_experiment
 from shiftkit.data import ArrayDataset
-from shiftkit.data.loader import AUGMENTS, augment_batch, batches
+from shiftkit.data.loader import AUGMENTS, augment_batch
 from shiftkit.errors import ConfigError
 from shiftkit.train import TrainConfig, evaluate, fit, iterate_batches
 
@@ -19,7 +19,7 @@ def ds() -> ArrayDataset:
 
 def test_none_is_the_plain_shuffled_batches(ds):
     order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(3))
-    got = list(batches(ds, 10, shuffle=True, generator=torch.Generator().manual_seed(3)))
+    got = list(iterate_batches(ds, 10, shuffle=True, generator=torch.Generator().manual_seed(3), augment="none"))
     assert [len(y) for _, y in got] == [10, 10, 10, 7]
     assert torch.equal(torch.cat([x for x, _ in got]), ds.images[order].float() / 255)
     assert torch.equal(torch.cat([y for _, y in got]), ds.labels[order])
