@@ -6,11 +6,12 @@ with one line naming the model's classes / channels (its checkpoint config) and 
 """
 from __future__ import annotations
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from .errors import ConfigError
 
-__all__ = ["model_io", "check_fits"]
+__all__ = ["model_io", "check_fits", "check_runs"]
 
 
 def model_io(model: nn.Module) -> tuple[int | None, int | None]:
@@ -39,3 +40,22 @@ def check_fits(model: nn.Module, classes: int, channels: int, *, model_name: str
     if wrong:
         raise ConfigError(f"model {model_name} does not fit data {data_name}: the model has {' and '.join(wrong)} "
                           "(use a model built for this data, or data with its classes / channels)")
+
+
+@torch.no_grad()
+def check_runs(model: nn.Module, example: Tensor, *, model_name: str, data_name: str) -> None:
+    """One forward pass on one image (eval mode, restored): images too small for the net's pooling (an image
+    size of 1) fail here with one line naming the data's image size, not in the middle of training."""
+    from .data.base import ArrayDataset
+
+    was_training = model.training
+    model.eval()
+    try:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        model(ArrayDataset.to_float(example[:1]).to(device))
+    except (RuntimeError, ValueError, IndexError) as e:  # what a forward raises on an input it cannot take
+        raise ConfigError(f"model {model_name} cannot run on data {data_name}'s {tuple(example.shape[1:])} images "
+                          f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); "
+                          "use larger images (e.g. data.options.size)") from None
+    finally:
+        model.train(was_training)

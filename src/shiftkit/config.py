@@ -39,13 +39,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Seeds reach torch.manual_seed, numpy and seed arithmetic (a transfer stage's seed is seed * 100003 + stage):
+# 0 .. 2**32 - 1 (numpy's own range) keeps every one of them exact, never wrapped or rejected mid-run.
+MAX_SEED = 2**32 - 1
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+Rate = Annotated[float, Field(gt=0, allow_inf_nan=False)]  # a learning rate: finite and > 0
+
+
 class DataConfig(_Strict):
     name: str = "driftfmnist"        # a name from `shiftkit data --list`
     root: Optional[str] = None       # None: $SHIFTKIT_DATA or Debian's fashion-mnist
-    seed: int = 0                    # dataset construction (drift draw, splits)
+    seed: Seed = 0                   # dataset construction (drift draw, splits)
     domain: int = 0                  # train / prune: the domain trained, fine-tuned and called "clean"
     target: int = -1                 # transfer: the target domain (sources = the others); -1 = last
-    few_shot: Optional[int] = None   # cap on the labelled train images: the target's (transfer), the domain's (prune)
+    few_shot: Optional[int] = Field(None, ge=1)  # cap on the labelled train images: the target's (transfer), the
+                                     # domain's (prune); >= 1 (0 or a negative count would not be a cap)
     calib_domain: Optional[int] = None  # prune: domain whose train split calibrates (default: domain)
     options: dict[str, Any] = Field(default_factory=dict)  # the reader's options, e.g. image_folder {size: 64, channels: 1}
     augment: str = "none"            # training batches only: none | flip | crop_flip (shiftkit.data.loader.AUGMENTS)
@@ -85,9 +93,9 @@ class ModelConfig(_Strict):
 
 class BudgetConfig(_Strict):
     epochs: Optional[int] = Field(None, ge=0)       # None: the method's default (train 5, transfer 3 per stage)
-    lr: Optional[float] = Field(None, gt=0)         # None: the method's default (train 1e-3, transfer 5e-5)
+    lr: Optional[Rate] = None                       # None: the method's default (train 1e-3, transfer 5e-5)
     batch_size: Optional[int] = Field(None, ge=1)   # None: the method's default (train 128, transfer 32)
-    lr_grid: Optional[list[float]] = None           # train / prune fine-tuning: one run per lr from the same weights,
+    lr_grid: Optional[list[Rate]] = None            # train / prune fine-tuning: one run per lr from the same weights,
                                                     # the best-validation one kept (instead of lr)
 
     @model_validator(mode="after")
@@ -121,8 +129,8 @@ class TransferMethod(_Strict):
     base_domain: int = 0                    # zoo: domain the shared base is pretrained on
     base_epochs: int = Field(5, ge=0)       # zoo: base pretraining epochs
     source_epochs: int = Field(3, ge=0)     # zoo: fine-tuning epochs per source
-    base_lr: float = Field(1e-3, gt=0)      # zoo: base pretraining learning rate
-    source_lr: float = Field(5e-4, gt=0)    # zoo: per-source fine-tuning learning rate (stays near the base)
+    base_lr: Rate = 1e-3                    # zoo: base pretraining learning rate
+    source_lr: Rate = 5e-4                  # zoo: per-source fine-tuning learning rate (stays near the base)
     zoo_batch_size: int = Field(128, ge=1)  # zoo: batch size (a few hundred images per domain: try 32)
     order: Literal["temporal", "reverse", "random"] = "temporal"  # source order (random: drawn from seed)
     resume: bool = False                    # continue the run in <out>
@@ -136,13 +144,14 @@ class PruneMethod(_Strict):
     name: str = "gcnet"                     # `shiftkit prune --help` lists the criteria
     options: dict[str, Any] = Field(default_factory=dict)  # the criterion's config (scope, hybrid_split, ...)
     sparsity: float = Field(0.9, ge=0, lt=1)  # fraction of prunable weights removed
-    steps: int = Field(1, ge=1)             # iterative rounds (prune -> fine-tune -> prune more)
+    steps: int = Field(1, ge=1, le=1000)    # iterative rounds (prune -> fine-tune -> prune more); 1000 = prune.pruner.MAX_ROUNDS
     bn_recalibrate: bool = False            # re-estimate BN statistics on the calibration data after pruning
     checkpoint: Optional[str] = None        # dense model to prune; None: train one first for dense_epochs
     dense_epochs: int = Field(5, ge=0)      # only without a checkpoint
     structured: bool = False                # remove whole channels (torch-pruning): a smaller, faster model;
                                             # then `name` is a channel importance (gcnet, gcnet_hybrid, l1, l2, taylor, lamp, random)
-    speedup: Optional[float] = Field(None, gt=1)  # structured: FLOP reduction to reach (MACs dense / MACs pruned)
+    speedup: Optional[float] = Field(None, gt=1, allow_inf_nan=False)  # structured: FLOP reduction to reach
+                                            # (MACs dense / MACs pruned)
     channel_sparsity: Optional[float] = Field(None, gt=0, lt=1)  # structured: or a fraction of channels removed
     budget: Optional[BudgetConfig] = None   # pipeline steps only: this step's fine-tuning budget, e.g. a longer
                                             # recovery after a prune (unset keys: the experiment's budget)
@@ -171,7 +180,7 @@ class Experiment(_Strict):
     method: Method = Field(default_factory=TrainMethod)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
-    seed: int = 0                 # training / merging / pruning seed and the few-shot draw
+    seed: Seed = 0                # training / merging / pruning seed and the few-shot draw
     device: str = "auto"          # auto | cpu | cuda | cuda:N | mps (auto: CUDA, else MPS, else CPU)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast of training passes; decisions stay fp32
     out: str = "runs/experiment"  # result.json, logs and (by default) model.safetensors go here

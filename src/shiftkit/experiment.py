@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from ._compat import check_fits
+from ._compat import check_fits, check_runs
 from .checkpoints import atomic_write_json, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import BudgetConfig, Experiment, PruneMethod, TransferMethod, method_options
 from .data import domain_index
@@ -66,10 +66,14 @@ def _model(exp: Experiment, domain):
     from . import models
 
     try:
-        return place(models.create(exp.model.name, num_classes=len(domain.classes), in_chans=domain.train.shape[0],
-                                   **exp.model.kwargs), exp.device)
+        net = place(models.create(exp.model.name, num_classes=len(domain.classes), in_chans=domain.train.shape[0],
+                                  **exp.model.kwargs), exp.device)
     except TypeError as e:
         raise ConfigError(f"model.kwargs {exp.model.kwargs} rejected by {exp.model.name!r}: {e}") from None
+    except ConfigError as e:  # an empty layer or a model over models.MAX_PARAMS: name the config keys
+        raise ConfigError(f"model.kwargs / data: {e}") from None
+    check_runs(net, domain.train.images, model_name=repr(exp.model.name), data_name=f"{exp.data.name} ({domain.name})")
+    return net
 
 
 def _model_from(exp: Experiment, path: str | Path, domain):
@@ -77,8 +81,9 @@ def _model_from(exp: Experiment, path: str | Path, domain):
     decides what runs (and the result records it); a model.name set in the config that disagrees is
     reported, not silently recorded. It must fit `domain`'s classes and channels."""
     net = model_from_checkpoint(path, default_arch=exp.model.name)
-    check_fits(net, len(domain.classes), domain.train.shape[0], model_name=str(path),
-               data_name=f"{exp.data.name} ({domain.name})")
+    names = {"model_name": str(path), "data_name": f"{exp.data.name} ({domain.name})"}
+    check_fits(net, len(domain.classes), domain.train.shape[0], **names)
+    check_runs(net, domain.train.images, **names)
     arch = getattr(net, "shiftkit_arch", exp.model.name)
     if "name" in exp.model.model_fields_set and arch != exp.model.name:
         warnings.warn(f"model.name={exp.model.name!r} but {path} holds a {arch!r}: running (and recording) {arch!r}",

@@ -52,8 +52,10 @@ class TrainConfig:
                 raise ConfigError(f"TrainConfig.{key}={getattr(self, key)!r}; valid: {', '.join(valid)}")
         check_precision(self.precision)
         check_augment(self.augment)
-        if self.epochs < 0 or self.batch_size < 1 or not 0 < self.lr < math.inf:
-            raise ConfigError(f"TrainConfig needs epochs >= 0, batch_size >= 1, lr > 0; got {self}")
+        if (self.epochs < 0 or self.batch_size < 1 or not 0 < self.lr < math.inf  # NaN fails every comparison
+                or not 0 <= self.weight_decay < math.inf or not 0 <= self.momentum < math.inf):
+            raise ConfigError(f"TrainConfig needs epochs >= 0, batch_size >= 1, finite lr > 0, weight_decay and "
+                              f"momentum >= 0; got {self}")
 
 
 @dataclass

@@ -13,7 +13,7 @@ commands = typer.Typer()
 
 @commands.command()
 def demo(out: Path = typer.Option(Path("runs/demo"), help="output folder"),
-         epochs: int = typer.Option(10), seed: int = typer.Option(0),
+         epochs: int = typer.Option(10, min=0), seed: int = typer.Option(0, min=0, max=2**32 - 1),
          data_root: Optional[Path] = typer.Option(None, help="Fashion-MNIST IDX folder (default $SHIFTKIT_DATA or Debian's)")):
     """Train small_cnn on DriftFMNIST bin 0 and test it on every bin.
 
@@ -40,7 +40,7 @@ def list_models():
 
 @commands.command()
 def data(name: str = typer.Argument("driftfmnist", help="dataset name (see `shiftkit data --list`)"),
-         root: Optional[Path] = typer.Option(None), seed: int = typer.Option(0),
+         root: Optional[Path] = typer.Option(None), seed: int = typer.Option(0, min=0, max=2**32 - 1),
          list_: bool = typer.Option(False, "--list", help="list dataset names")):
     """Describe a dataset: domains, split sizes, class balance, mean pixel (drift statistics).
 

@@ -65,8 +65,8 @@ def sweep(ctx: typer.Context, config: Path = typer.Argument(..., help="experimen
           grid: List[str] = typer.Option([], "--grid", help="key=v1,v2 (repeatable), e.g. method.name=grasp,fusion"),
           set_: List[str] = typer.Option([], "--set", help="override a config key for every point"),
           executor: str = typer.Option("local", help="local (sequential, default) | ray (pip install 'shiftkit\\[ray]')"),
-          workers: int = typer.Option(2, help="ray: parallel points (CPUs given to Ray)"),
-          threads: int = typer.Option(1, help="torch threads per point (same in both executors)"),
+          workers: int = typer.Option(2, min=1, help="ray: parallel points (CPUs given to Ray)"),
+          threads: int = typer.Option(1, min=1, help="torch threads per point (same in both executors)"),
           report: bool = typer.Option(True, help="write report.md and plots into the sweep folder"),
           rerun: bool = typer.Option(False, help="run points again even when their result.json is there")):
     """Run a grid of experiments (method x target x seed x model ...), locally or on Ray; points already
@@ -152,7 +152,7 @@ def export_cmd(checkpoint: Path = typer.Argument(..., help="shiftkit checkpoint 
 @commands.command("import")
 def import_cmd(source: Path = typer.Argument(..., help=".pt/.pth/.bin (weights_only) or foreign .safetensors"),
                arch: str = typer.Option(..., help="registered model name (shiftkit models)"),
-               num_classes: int = typer.Option(10), in_chans: int = typer.Option(3),
+               num_classes: int = typer.Option(10, min=1), in_chans: int = typer.Option(3, min=1),
                skip_mismatched: bool = typer.Option(False, help="keep the model's own value where shapes differ (a new head)"),
                out: Path = typer.Option(..., help="shiftkit safetensors checkpoint to write")):
     """Import a torchvision / timm state dict or a .pt file as a shiftkit checkpoint (usable as a source).

@@ -35,7 +35,7 @@ def train(model: str = typer.Option("small_cnn"), dataset: str = typer.Option("d
 
 @commands.command("eval")
 def eval_(checkpoint: Path, dataset: str = typer.Option("driftfmnist"), root: Optional[Path] = typer.Option(None),
-          seed: int = typer.Option(0), corruptions: bool = typer.Option(False, help="also the corruption sets (5 severities)"),
+          seed: int = typer.Option(0, min=0, max=2**32 - 1), corruptions: bool = typer.Option(False, help="also the corruption sets (5 severities)"),
           adapt_bn: bool = typer.Option(False, help="AdaBN: re-estimate BN statistics on each test set's images first"),
           device: Optional[str] = device_option()):
     """Evaluate a checkpoint on every domain's test set (and optionally on corruptions).

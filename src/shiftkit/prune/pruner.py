@@ -23,10 +23,13 @@ def compute_masks(model: nn.Module, criterion: Criterion, sparsity: float, *, da
                              groups=criterion.groups(list(weights)), prior=prior)
 
 
+MAX_ROUNDS = 1000  # iterative pruning rounds (each one scores, masks and fine-tunes the whole net)
+
+
 def sparsity_schedule(sparsity: float, steps: int) -> list[float]:
     """Geometric schedule: each step keeps the same fraction of the survivors (1 - (1 - s)^(k / steps))."""
-    if steps < 1:
-        raise ConfigError(f"steps={steps} must be >= 1")
+    if not 1 <= steps <= MAX_ROUNDS:  # the schedule is a list: 1e9 rounds would be 8 GB before the first one
+        raise ConfigError(f"steps={steps} must be in 1..{MAX_ROUNDS} (pruning rounds)")
     return [1.0 - (1.0 - sparsity) ** (k / steps) for k in range(1, steps + 1)]
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 
@@ -43,6 +44,9 @@ __all__ = ["StructuredConfig", "StructuredResult", "prune_structured", "count_ma
            "load_structured", "widths", "structured_prune_checkpoint"]
 
 META_KEY = "structured"  # safetensors metadata key of the pruning history + example input shape
+# Caps on what a config or a file may ask for before anything is allocated (issue 22 §3):
+MAX_STEPS = 1000               # pruning steps towards a speedup: step >= max_layer_sparsity / 1000 (default 90 steps)
+MAX_INPUT_VALUES = 1 << 24     # a file's example input: 16.7M values (64 MiB float32; 3 x 2048 x 2048 fits)
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,11 @@ class StructuredConfig:
             raise ConfigError(f"scope={self.scope!r}; valid: {', '.join(SCOPES)}")
         if not 0.0 < self.max_layer_sparsity < 1.0 or not 0.0 < self.step < 1.0:
             raise ConfigError(f"max_layer_sparsity={self.max_layer_sparsity} and step={self.step} must be in (0, 1)")
+        if self.speedup is not None and self.max_layer_sparsity / self.step > MAX_STEPS:
+            raise ConfigError(f"step={self.step!r} means {self.max_layer_sparsity / self.step:.3g} pruning steps towards the "
+                              f"speedup; at most {MAX_STEPS} (step >= {self.max_layer_sparsity / MAX_STEPS:g})")
+        if self.calib_per_class < 1 or (self.round_to is not None and self.round_to < 1):
+            raise ConfigError(f"calib_per_class={self.calib_per_class!r} and round_to={self.round_to!r} must be >= 1")
         if self.layer_sparsity and self.speedup is not None:
             raise ConfigError("layer_sparsity (per-layer budgets) needs channel_sparsity, not speedup")
         for name, r in self.layer_sparsity:
@@ -225,6 +234,7 @@ def load_structured(path: str | os.PathLike) -> nn.Module:
         history, shape = info["history"], info["input_shape"]
     except (ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path}: unreadable {META_KEY!r} metadata ({e})") from None
+    _check_input_shape(path, shape)
     model = model_from_checkpoint(path, pruned=True).eval()  # the dense arch; the history narrows it
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=torch.zeros(shape))
     try:
@@ -234,6 +244,18 @@ def load_structured(path: str | os.PathLike) -> nn.Module:
     load_checkpoint(path, model)
     model.shiftkit_structured = info
     return model
+
+
+def _check_input_shape(path: str | os.PathLike, shape: object) -> None:
+    """The example input a file asks to trace with: [1, C, H, W] of positive ints, at most MAX_INPUT_VALUES values
+    (a hostile [1, 3, 60000, 60000] would allocate 43 GB before the graph is built)."""
+    if (not isinstance(shape, list) or len(shape) != 4 or shape[0] != 1
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)):
+        raise CheckpointError(f"{path}: {META_KEY!r} metadata input_shape {str(shape)[:80]} is not [1, C, H, W] "
+                              "of positive integers")
+    if math.prod(shape) > MAX_INPUT_VALUES:
+        raise CheckpointError(f"{path}: {META_KEY!r} metadata input_shape {shape} is {math.prod(shape):,} values, over "
+                              f"the limit of {MAX_INPUT_VALUES:,} (shiftkit.prune.structured.MAX_INPUT_VALUES)")
 
 
 def structured_prune_checkpoint(src: str | os.PathLike, out: str | os.PathLike, data: ArrayDataset,

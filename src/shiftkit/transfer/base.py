@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -71,6 +72,10 @@ class MergeConfig:
             raise ConfigError(f"val_folds={self.val_folds}; valid: 0 (the val split) or k >= 2 folds")
         if min(self.initial_epochs, self.finetune_epochs) < 0 or self.batch_size < 1:
             raise ConfigError("epochs must be >= 0 and batch_size >= 1")
+        if not 0 < self.lr < math.inf or not 0 <= self.weight_decay < math.inf:  # NaN fails both
+            raise ConfigError(f"lr={self.lr!r} must be finite and > 0, weight_decay={self.weight_decay!r} finite and >= 0")
+        if not 0 <= self.seed <= 2**32 - 1:  # config.MAX_SEED: numpy's range, exact stage seeds
+            raise ConfigError(f"seed={self.seed!r} must be in 0..{2**32 - 1}")
 
     def budget(self, k: int) -> int:
         """Total target fine-tuning epochs of a sequential run over k sources (the shared budget)."""
