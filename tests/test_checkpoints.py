@@ -6,6 +6,7 @@ import torch
 from safetensors.torch import save_file
 
 from shiftkit import models
+from shiftkit._files import OutputError
 from shiftkit.checkpoints import (LazyCheckpoint, atomic_write, import_pt, load_checkpoint, read_metadata, save_checkpoint,
                                   validate_tensors)
 from shiftkit.errors import CheckpointError, ConfigError
@@ -150,7 +151,7 @@ def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr("os.replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="x.bin: cannot write .disk full.; the earlier file is kept"):
         atomic_write(path, b"new")
     assert path.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == [".x.bin.lock", "x.bin"]
 

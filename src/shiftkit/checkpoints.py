@@ -18,10 +18,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
-from ._files import claim_output, loads_bounded, regular_file, umask_mode
+from ._files import OutputError, check_output, claim_output, loads_bounded, regular_file, umask_mode
 from .errors import CheckpointError, ConfigError, DivergedError
 
-__all__ = ["atomic_write", "atomic_write_json", "save_checkpoint", "read_metadata", "LazyCheckpoint",
+__all__ = ["atomic_write", "atomic_write_many", "atomic_write_json", "json_bytes", "save_checkpoint", "read_metadata", "LazyCheckpoint",
            "load_checkpoint", "validate_state", "validate_tensors", "check_arch", "import_pt", "model_metadata",
            "model_from_checkpoint", "model_spec", "checkpoint_config", "check_shape"]
 
@@ -34,10 +34,47 @@ def atomic_write(path: str | os.PathLike, data: bytes, *, claim: bool = True) ->
     Files shared on purpose (benchmark tables updated under their own lock) pass claim=False.
     The file gets the permissions of a plain open() under the user's umask, not the temp file's 0600.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if claim:
-        claim_output(path)
+    atomic_write_many({path: data}, claim=claim)
+
+
+def atomic_write_many(files: Mapping[str | os.PathLike, bytes], *, claim: bool = True) -> None:
+    """Write several files as one commit: every temp file is written and fsync'ed before the first rename,
+    so a full disk or an error while writing leaves all of them as they were (a run's result.json and
+    the experiment.json describing it never disagree). A full disk or unwritable place is an OutputError
+    naming the file; an existing device, FIFO, socket or folder is never renamed over."""
+    paths = {Path(p): data for p, data in files.items()}
+    for path in paths:
+        if claim:
+            claim_output(path)
+        else:
+            check_output(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"{path}: cannot make the folder {path.parent} ({e.strerror})") from None
+    temps: dict[Path, str] = {}
+    try:
+        for path, data in paths.items():
+            temps[path] = _write_temp(path, data)
+        for path, tmp in temps.items():
+            check_output(path)  # what is there now: the rename must never replace a device or a folder
+            os.replace(tmp, path)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write ({e.strerror or e}); the earlier file is kept") from None
+    finally:
+        for tmp in temps.values():
+            Path(tmp).unlink(missing_ok=True)  # the ones not renamed (an error, an interrupt)
+    for folder in {p.parent for p in paths}:
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # make the renames themselves durable
+        finally:
+            os.close(dir_fd)
+
+
+def _write_temp(path: Path, data: bytes) -> str:
+    """`data` in a fresh temp file beside `path`, fsync'ed (mkstemp: O_EXCL | O_NOFOLLOW, never an existing
+    file or a symlink's target); removed again when writing fails."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -45,19 +82,19 @@ def atomic_write(path: str | os.PathLike, data: bytes, *, claim: bool = True) ->
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+    return tmp
 
 
 def atomic_write_json(path: str | os.PathLike, obj, *, claim: bool = True) -> None:
-    atomic_write(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode(), claim=claim)
+    atomic_write(path, json_bytes(obj), claim=claim)
+
+
+def json_bytes(obj) -> bytes:
+    """The bytes atomic_write_json writes (sorted keys, indent 2): for atomic_write_many."""
+    return (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode()
 
 
 def model_metadata(model: nn.Module, **extra) -> dict[str, str]:

@@ -10,6 +10,7 @@ so a command line and a config file describe the same experiment.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import os
 import re
@@ -23,7 +24,7 @@ from ._files import read_regular
 from .errors import ConfigError, suggest
 
 __all__ = ["Experiment", "DataConfig", "ModelConfig", "BudgetConfig", "EvalConfig", "TrainMethod", "TransferMethod",
-           "PruneMethod", "load_experiment", "parse_experiment", "apply_overrides", "parse_value", "split_override",
+           "PruneMethod", "load_experiment", "load_yaml", "parse_experiment", "apply_overrides", "parse_value", "split_override",
            "method_options"]
 
 
@@ -254,22 +255,148 @@ def method_options(method: TransferMethod | PruneMethod) -> dict[str, Any]:
     except ValidationError as e:
         err = e.errors()[0]
         key = ".".join(["method.options", *(str(p) for p in err["loc"])])
-        raise ConfigError(f"{key}: {_message(err)} (got {err.get('input')!r})") from None
+        raise ConfigError(f"{key}: {_cut(_message(err), 300)} (got {_short(err.get('input'))})") from None
     return {k: getattr(checked, k) for k in method.options}
 
 
 # ---- loading, errors that name the file, key and line -----------------------------------------------
+MAX_YAML_VALUES = 200_000  # values once aliases are expanded: a config holds hundreds (a grid at most 10,000 points); 9^9 is a bomb
+MAX_YAML_DEPTH = 64          # nesting; construction recurses, and a config is 4 levels deep
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built in: 10-50x faster
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    """A bounded repr for error messages (a bad value may be megabytes, or an alias bomb)."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxstring, r.maxother, r.maxlist, r.maxdict = 3, limit, limit, 6, 6
+    text = r.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _children(node: yaml.Node) -> list:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _check_nodes(root: yaml.Node, where: str) -> None:
+    """One linear walk of the composed YAML graph (aliases are shared nodes, each visited once): refuse
+    recursive aliases, nesting beyond MAX_YAML_DEPTH, more than MAX_YAML_VALUES values once aliases are
+    expanded, and duplicate keys in a mapping (naming the key and both lines)."""
+    size: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 0, False)]
+    while stack:
+        node, depth, done = stack.pop()
+        nid = id(node)
+        if done:
+            on_path.discard(nid)
+            size[nid] = 1 + sum(size.get(id(c), 1) for c in _children(node))  # a scalar counts 1
+            if size[nid] > MAX_YAML_VALUES:
+                raise ConfigError(f"{where}: the YAML holds more than {MAX_YAML_VALUES:,} values once its aliases "
+                                  "(*name) are expanded; refusing to build it")
+            continue
+        if nid in size:
+            continue
+        line = node.start_mark.line + 1
+        if nid in on_path:
+            raise ConfigError(f"{where}:{line}: a YAML alias refers to a value containing itself (a recursive structure)")
+        if depth > MAX_YAML_DEPTH:
+            raise ConfigError(f"{where}:{line}: YAML nested more than {MAX_YAML_DEPTH} levels deep")
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[tuple, int] = {}
+            for key, _ in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    first = seen.setdefault((key.tag, key.value), key.start_mark.line + 1)
+                    if first != key.start_mark.line + 1:
+                        raise ConfigError(f"{where}:{key.start_mark.line + 1}: duplicate key {_short(key.value, 80)} "
+                                          f"(first at line {first}); a key may appear once in a section")
+        on_path.add(nid)
+        stack.append((node, depth, True))
+        stack.extend((c, depth + 1, False) for c in _children(node)
+                     if not isinstance(c, yaml.ScalarNode) and id(c) not in size)
+
+
+def _yaml_error(e: Exception, where: str) -> ConfigError:
+    mark = getattr(e, "problem_mark", None)
+    at = f"{where}:{mark.line + 1}" if mark is not None else where
+    problem = getattr(e, "problem", None) or (str(e).splitlines() or [type(e).__name__])[0]
+    return ConfigError(f"{at}: not valid YAML ({_cut(problem, 160)})")
+
+
+_VALUE_EVENTS = (yaml.ScalarEvent, yaml.AliasEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)
+
+
+def _count_events(text: str, where: str) -> None:
+    loader, n = _LOADER(text), 0
+    try:
+        while loader.check_event():
+            n += isinstance(loader.get_event(), _VALUE_EVENTS)
+            if n > MAX_YAML_VALUES:
+                raise ConfigError(f"{where}: the YAML holds more than {MAX_YAML_VALUES:,} values; refusing to build it")
+    except yaml.YAMLError as e:
+        raise _yaml_error(e, where) from None
+    finally:
+        loader.dispose()
+
+
+def _compose(text: str, where: str) -> Optional[yaml.Node]:
+    """The YAML document's node graph, checked (`_check_nodes`); ConfigError naming `where` otherwise.
+    The values written in the text are counted from the parser's events first (fast, no memory), so a
+    huge file is refused before its nodes are built."""
+    _count_events(text, where)
+    loader = _LOADER(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.YAMLError as e:
+        raise _yaml_error(e, where) from None
+    except RecursionError:  # the pure-Python composer, on nesting deeper than the interpreter's stack
+        raise ConfigError(f"{where}: YAML nested too deeply") from None
+    finally:
+        loader.dispose()
+    if node is not None:
+        _check_nodes(node, where)
+    return node
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """YAML text -> Python values, bounded (size after aliases, depth, no duplicate keys) and with the C
+    loader where present; every failure is one ConfigError line naming `where`."""
+    node = _compose(text, where)
+    if node is None:
+        return None
+    loader = _LOADER("")
+    try:
+        return loader.construct_document(node)
+    except yaml.YAMLError as e:
+        raise _yaml_error(e, where) from None
+    finally:
+        loader.dispose()
+
+
+@functools.lru_cache(maxsize=2)
+def _root_node(text: str) -> Optional[yaml.Node]:
+    """The composed YAML of a config's text, once per text (every error's line is looked up in it)."""
+    try:
+        return _compose(text, "<config>")
+    except ConfigError:
+        return None
+
+
 def _line_of(text: str, loc: tuple) -> Optional[int]:
     """1-based line of the deepest mapping key along `loc` in the YAML text (None when not found)."""
-    try:
-        node = yaml.compose(text)
-    except yaml.YAMLError:
-        return None
+    node = _root_node(text)
     line = None
     for part in loc:
         if not isinstance(node, yaml.MappingNode):
             break
-        match = [(k, v) for k, v in node.value if k.value == str(part)]
+        match = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)]
         if not match:
             break
         line, node = match[0][0].start_mark.line + 1, match[0][1]
@@ -293,9 +420,13 @@ _SECTIONS: dict[tuple, set[str]] = {  # the keys each section accepts: "did you 
 }
 
 
+_MAX_MESSAGES = 5  # a config with a thousand bad values is one line naming the first few
+
+
 def _format(e: ValidationError, where: str, text: str) -> str:
     msgs = []
-    for err in e.errors():
+    errors = e.errors()
+    for err in errors[:_MAX_MESSAGES]:
         loc = _dotted(err["loc"])
         key = ".".join(str(p) for p in loc) or "(top level)"
         line = _line_of(text, loc) if text else None
@@ -306,15 +437,16 @@ def _format(e: ValidationError, where: str, text: str) -> str:
         elif err["type"] == "union_tag_invalid" or err["type"] == "union_tag_not_found":
             msgs.append(f"{at}: {key}.kind must be one of train, transfer, prune")
         else:
-            msgs.append(f"{at}: {key}: {_message(err)} (got {err.get('input')!r})")
-    return "; ".join(msgs)
+            msgs.append(f"{at}: {key}: {_cut(_message(err), 300)} (got {_short(err.get('input'))})")
+    more = f" (and {len(errors) - _MAX_MESSAGES} more)" if len(errors) > _MAX_MESSAGES else ""
+    return "; ".join(msgs) + more
 
 
 def parse_value(text: str) -> Any:
     """A command-line value as YAML reads it: 0.5 -> float, true -> bool, [0, 1] -> list, else a string."""
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
+        value = load_yaml(text, "command-line value")
+    except ConfigError:
         return text
     if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
         return float(value)  # YAML 1.1 reads 1e-3 as a string; a command line means the number
@@ -387,9 +519,6 @@ def load_experiment(path: str | os.PathLike, *, overrides: list[str] | dict[str,
         text = read_regular(path, ConfigError, "experiment file", max_bytes=16 << 20).decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: experiment file is not UTF-8 text ({e})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    raw = load_yaml(text, str(path))
     raw = apply_overrides(raw or {}, overrides) if overrides else raw
     return parse_experiment(raw, where=str(path), text=text)

@@ -21,13 +21,14 @@ from typing import Callable
 import torch
 
 from ._compat import check_fits, check_runs
-from .checkpoints import atomic_write_json, load_checkpoint, model_from_checkpoint, save_checkpoint
+from ._files import claim_outputs
+from .checkpoints import atomic_write_many, json_bytes, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import BudgetConfig, Experiment, PruneMethod, TransferMethod, method_options
 from .data import domain_index
 from .device import check_precision, make_deterministic, place, provenance, resolve_device
 from .errors import ConfigError
 
-__all__ = ["run_experiment", "prepare", "zoo_path"]
+__all__ = ["run_experiment", "prepare", "zoo_path", "claim_run_outputs"]
 
 
 def _train_config(exp: Experiment, *, progress: bool, epochs: int | None = None):
@@ -203,7 +204,7 @@ def prepare(exp: Experiment, domains=None, *, exclude: tuple[int, ...] | None = 
     config builds the same bytes whether a run, a sweep or `shiftkit sources` asks for it."""
     if not isinstance(exp.method, TransferMethod) or exp.method.sources:
         return
-    from .transfer.zoo import ZooConfig, build_zoo
+    from .transfer.zoo import ZooConfig, build_zoo, read_manifest
 
     domains = domains or exp.data.load()
     target = domain_index(domains, exp.data.target, "data.target")
@@ -214,9 +215,9 @@ def prepare(exp: Experiment, domains=None, *, exclude: tuple[int, ...] | None = 
                     batch_size=m.zoo_batch_size, seed=exp.seed, augment=exp.data.augment, base_file=m.base)
     manifest = zoo / "zoo.json"
     if manifest.is_file():
-        built = json.loads(manifest.read_text())
+        built = read_manifest(zoo)
         wanted = json.loads(json.dumps(dataclasses.asdict(cfg)))
-        differ = sorted(k for k in wanted if built.get("config", {}).get(k) != wanted[k])
+        differ = sorted(k for k in wanted if built["config"].get(k) != wanted[k])
         have = {e["index"] for e in built["sources"]}
         complete = all(i in have for i in range(len(domains)) if i not in exclude)
         if differ and not complete:  # adding sources would mix two settings in one zoo
@@ -256,12 +257,13 @@ def _zoo_base_domain(exp: Experiment) -> int | None:
     None for a manifest made by hand without it."""
     cfg = _zoo_config(exp)
     base = cfg.get("base_domain") if not cfg.get("base_file") else None  # a pretrained base saw no domain
-    return base if isinstance(base, int) else None
+    return base if type(base) is int else None
 
 
 def _zoo_config(exp: Experiment) -> dict:
-    cfg = json.loads((zoo_path(exp) / "zoo.json").read_text()).get("config")  # zoo_sources checked it is JSON
-    return cfg if isinstance(cfg, dict) else {}
+    from .transfer.zoo import read_manifest
+
+    return read_manifest(zoo_path(exp))["config"]  # bounded, type-checked: config is an object
 
 
 def _transfer_options(exp: Experiment, base: str | None, progress: bool) -> dict:
@@ -326,9 +328,7 @@ def run_experiment(exp: Experiment, *, progress: bool = True) -> dict:
     device = resolve_device(exp.device)  # a GPU that is not there fails here, before any work
     check_precision(exp.precision, device)
     determinism = make_deterministic(device)
-    out = Path(exp.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "experiment.json", exp.dump())
+    out = claim_run_outputs(exp)
     torch.manual_seed(exp.seed)
     t0 = time.perf_counter()
     if isinstance(exp.method, PruneMethod) and exp.method.checkpoint:  # a bad file fails before the data loads
@@ -340,9 +340,34 @@ def run_experiment(exp: Experiment, *, progress: bool = True) -> dict:
               "dataset": exp.data.name, "seed": exp.seed, **body, "experiment": exp.dump(),
               "provenance": {**provenance(device, exp.precision), "deterministic": determinism["deterministic"]}}
     seconds = time.perf_counter() - t0
-    atomic_write_json(out / "result.json", result)
-    atomic_write_json(out / "timing.json", {"seconds": seconds})
+    _commit(out, exp, result, seconds)
     return {**result, "seconds": seconds}
+
+
+def claim_run_outputs(exp: Experiment, *, claim: bool = True) -> Path:
+    """Check and claim the whole output set of a run before any work (`_files.claim_outputs`): the results
+    folder, its JSON files, the model file (and a prune's dense model): each writable, none a device or
+    a folder, none the same path as another. Returns the results folder, made when claimed (`claim=False`:
+    only checked, for a sweep whose points run in other processes)."""
+    out = Path(exp.out)
+    files = {f"results file {n}": out / n for n in ("experiment.json", "result.json", "timing.json")}
+    if not exp.pipeline:
+        files["model file"] = exp.model_path
+    elif exp.save:
+        files["model file"] = Path(exp.save)
+    if isinstance(exp.method, PruneMethod) and not exp.method.checkpoint and not exp.pipeline:
+        files["dense model file"] = out / "dense.safetensors"
+    claim_outputs(files, {"results folder (out)": out}, claim=claim)
+    if claim:
+        out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _commit(out: Path, exp: Experiment, result: dict, seconds: float) -> None:
+    """experiment.json, result.json and timing.json as one commit, at the end: a run that fails (a full
+    disk included) leaves the earlier three as they were, never a config describing a result not there."""
+    atomic_write_many({out / "experiment.json": json_bytes(exp.dump()), out / "result.json": json_bytes(result),
+                       out / "timing.json": json_bytes({"seconds": seconds})})
 
 
 def _step_budget(shared: BudgetConfig, own: BudgetConfig | None) -> BudgetConfig:
@@ -358,9 +383,7 @@ def _step_budget(shared: BudgetConfig, own: BudgetConfig | None) -> BudgetConfig
 def _run_pipeline(exp: Experiment, *, progress: bool) -> dict:
     """Each step is an experiment of its own in <out>/<i>_<kind>, the later ones pruning the previous step's
     model; <out>/result.json holds every step's result (the last one is the pipeline's model)."""
-    out = Path(exp.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "experiment.json", exp.dump())
+    out = claim_run_outputs(exp)
     steps, model_path, t0 = [], None, time.perf_counter()
     for i, method in enumerate(exp.pipeline):
         if model_path is not None:
@@ -381,6 +404,5 @@ def _run_pipeline(exp: Experiment, *, progress: bool) -> dict:
               **{k: steps[-1][k] for k in ("test", "domains", "shifted_mean", "corruptions", "corruption_mean")
                  if k in steps[-1]}}
     seconds = time.perf_counter() - t0
-    atomic_write_json(out / "result.json", result)
-    atomic_write_json(out / "timing.json", {"seconds": seconds})
+    _commit(out, exp, result, seconds)
     return {**result, "seconds": seconds}

@@ -10,12 +10,15 @@ plus train runs (accuracy per domain). Writes `report.md` and PNGs next to it.
 """
 from __future__ import annotations
 
-import json
 import statistics
+import warnings
 from collections import defaultdict
 from pathlib import Path
+from typing import Callable
 
+from ._files import check_output, loads_bounded, read_json, read_regular
 from .checkpoints import atomic_write
+from .errors import ConfigError
 from .render import draw_lines, figure, markdown_table, plt, set_title
 from .stats import MeanStd, format_mean_std, mean_std
 
@@ -74,28 +77,90 @@ def _bench_row(row: dict, kinds: dict[str, list]) -> None:
                                                           "select", "accuracy", "curve")})
 
 
+MAX_RESULT_BYTES = 64 << 20  # a result or benchmark JSON is kilobytes; bench logs a few MiB
+
+
 def _documents(path: Path) -> list:
-    """A JSON file is one document; a JSONL file (bench prune's run log) is one row per line."""
-    try:
-        text = path.read_text()
-        if path.suffix == ".jsonl":
-            return [{"rows": [json.loads(line) for line in text.splitlines() if line.strip()]}]
-        return [json.loads(text)]
-    except (OSError, json.JSONDecodeError):
-        return []
+    """A JSON file is one document; a JSONL file (bench prune's run log) is one row per line. Read through
+    the one bounded reader (regular files only, size and depth limits): anything else is a ConfigError."""
+    if path.suffix != ".jsonl":
+        return [read_json(path, ConfigError, "result file", max_bytes=MAX_RESULT_BYTES)]
+    text = read_regular(path, ConfigError, "result log", max_bytes=MAX_RESULT_BYTES).decode("utf-8", "replace")
+    return [{"rows": [loads_bounded(line, f"{path}:{i}", ConfigError)
+                      for i, line in enumerate(text.splitlines(), 1) if line.strip()]}]
 
 
-def collect(results_dir: str | Path) -> dict[str, list]:
-    """All recognised rows under a folder (recursively), by kind."""
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# the fields every row of a kind must hold, and their types (the tables format them)
+_ROW_TYPES: dict[str, dict[str, Callable]] = {
+    "transfer": {"accuracy": _number, "method": lambda v: isinstance(v, str), "curve": lambda v: v is None or (isinstance(v, list) and all(map(_number, v)))},
+    "prune": {"sparsity": _number, "clean": _number, "shifted": lambda v: v is None or _number(v),
+              "method": lambda v: isinstance(v, str)},
+    "prune_summary": {"sparsity": _number, "n": lambda v: type(v) is int,
+                      "clean": lambda v: isinstance(v, list) and len(v) == 2 and all(map(_number, v)),
+                      "shifted": lambda v: not v or (isinstance(v, list) and len(v) == 2 and all(map(_number, v))),
+                      "method": lambda v: isinstance(v, str)},
+    "structured": {"speedup": _number, "seed": lambda v: type(v) is int, "method": lambda v: isinstance(v, str), "clean": _number, "shifted": lambda v: v is None or _number(v),
+                   "params": lambda v: isinstance(v, list) and len(v) == 2 and all(map(_number, v)) and v[0] != 0},
+    "memory": {"K": _number, "memory_mib": _number, "metric": lambda v: isinstance(v, str),
+               "anon_mib": lambda v: v is None or _number(v), "method": lambda v: isinstance(v, str)},
+    "train": {"seed": lambda v: type(v) is int, "domains": lambda v: isinstance(v, dict) and all(map(_number, v.values())), "domain": lambda v: isinstance(v, str)},
+}
+
+
+def _rows_of(doc) -> tuple[dict[str, list], list[str]]:
+    """The rows one document holds, by kind, and what was wrong with the rows left out (a field of the
+    wrong type); ValueError when the document itself has a shape the readers do not know."""
     kinds: dict[str, list] = defaultdict(list)
-    paths = sorted(p for p in Path(results_dir).rglob("*") if p.suffix in (".json", ".jsonl"))
-    for doc in (d for p in paths for d in _documents(p)):
+    try:
         if isinstance(doc, dict) and doc.get("kind") in ("train", "transfer", "prune") and "test" in doc:
             _run_rows(doc, kinds)
         elif isinstance(doc, dict) and isinstance(doc.get("rows"), list):
             for row in doc["rows"]:
                 if isinstance(row, dict):
                     _bench_row(row, kinds)
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise ValueError(f"{type(e).__name__}: {str(e)[:80]}") from None
+    problems = []
+    for kind, rows in kinds.items():
+        keep = []
+        for row in rows:
+            bad = [k for k, ok in _ROW_TYPES.get(kind, {}).items() if not ok(row.get(k))]
+            if bad:
+                problems.append(f"a {kind} row's {', '.join(bad)} of the wrong type")
+                continue
+            row.update({k: str(row[k]) for k in ("dataset", "model", "domain") if k in row})  # table cells, sort keys
+            keep.append(row)
+        rows[:] = keep
+    return kinds, problems
+
+
+def collect(results_dir: str | Path) -> dict[str, list]:
+    """All recognised rows under a folder (recursively), by kind. A file that cannot be read (not a regular
+    file, too big or too deep) or holds a result of an unknown shape is skipped with a warning naming it."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise ConfigError(f"{results_dir}: results folder {'is not a folder' if results_dir.exists() else 'not found'}")
+    kinds: dict[str, list] = defaultdict(list)
+    paths = sorted(p for p in results_dir.rglob("*") if p.suffix in (".json", ".jsonl"))
+    for path in paths:
+        try:
+            found = [_rows_of(doc) for doc in _documents(path)]
+        except ConfigError as e:
+            warnings.warn(f"skipped {e}", stacklevel=2)
+            continue
+        except ValueError as e:
+            warnings.warn(f"skipped {path}: not a result shiftkit knows ({e})", stacklevel=2)
+            continue
+        problems = [p for _, ps in found for p in ps]
+        if problems:
+            warnings.warn(f"{path}: skipped {len(problems)} row(s) of an unknown shape ({problems[0]})", stacklevel=2)
+        for rows, _ in found:
+            for kind, rs in rows.items():
+                kinds[kind].extend(rs)
     return kinds
 
 
@@ -248,8 +313,9 @@ def write_report(results_dir: str | Path, out: str | Path | None = None) -> Path
     """Write <out>/report.md (+ PNGs) from the JSON results under results_dir; returns the markdown path."""
     results_dir = Path(results_dir)
     out = Path(out) if out else results_dir
+    kinds = collect(results_dir)  # a missing results folder is an error, not an empty report in a new folder
+    check_output(out / "report.md", "report")
     out.mkdir(parents=True, exist_ok=True)
-    kinds = collect(results_dir)
     parts = [f"# Report: {results_dir}\n", "Regenerate with `shiftkit report " + str(results_dir) + "`.\n"]
     if kinds["transfer"]:
         parts.append(_transfer(kinds["transfer"], out))

@@ -10,20 +10,23 @@ the same thread count, so their results are equal.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .config import Experiment, TransferMethod, apply_overrides, parse_experiment
+from ._files import read_json
 from .errors import ConfigError, ShiftkitError
-from .experiment import prepare, run_experiment, zoo_path
+from .experiment import claim_run_outputs, prepare, run_experiment, zoo_path
 from .progress import Progress
 
-__all__ = ["expand_grid", "run_grid", "EXECUTORS"]
+__all__ = ["expand_grid", "count_points", "run_grid", "EXECUTORS", "MAX_POINTS"]
 
 EXECUTORS = ("local", "ray")
 
@@ -35,15 +38,38 @@ def _leaves(key: str, value: Any) -> list[tuple[str, Any]]:
     return [(key.split(".")[-1], value)]
 
 
+MAX_POINTS = 10_000  # a grid is run point by point; beyond this it is a typo (or an attack), not a sweep
+_SLUG_CHARS = 96  # the readable part of a point folder's name; the hash keeps it unique
+
+
 def _slug(point: dict[str, Any]) -> str:
+    """A point's folder: the readable `key-value_...` slug (cut to a bounded length) and a short hash of
+    the point itself, so two points never share a folder (`X/a-b` and `X/a/b` read alike)."""
     parts = [f"{k}-{v}" for key, value in point.items() for k, v in _leaves(key, value) if v is not None]
-    return "_".join(parts).replace("/", "-").replace(" ", "") or "point"
+    readable = "_".join(parts).replace("/", "-").replace(" ", "").replace("\0", "")[:_SLUG_CHARS] or "point"
+    digest = hashlib.sha256(json.dumps(point, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{readable}-{digest}"
+
+
+def count_points(grid: dict[str, list]) -> int:
+    """The number of points a grid expands to, counted before anything is built; ConfigError above MAX_POINTS."""
+    n = 1
+    for key, values in grid.items():
+        if not isinstance(values, list):
+            raise ConfigError(f"grid.{key}: expected a list of values, got {type(values).__name__}")
+        n *= len(values)
+        if n > MAX_POINTS:
+            sizes = " x ".join(str(len(v)) if isinstance(v, list) else "?" for v in grid.values())
+            raise ConfigError(f"the grid has {sizes} values: more than the {MAX_POINTS} points a sweep may run")
+    return n
 
 
 def expand_grid(exp: Experiment, grid: dict[str, list] | None = None) -> list[Experiment]:
     """One experiment per point of the grid ({dotted key: values}, e.g. method.name x data.target x seed),
-    each writing to <out>/<point>; transfer points share one zoo per (dataset, model, seed)."""
+    each writing to <out>/<point>; transfer points share one zoo per (dataset, model, seed).
+    The points are counted first (at most MAX_POINTS)."""
     grid = {**exp.grid, **(grid or {})}
+    count_points(grid)
     base = {k: v for k, v in exp.dump().items() if k != "grid"}
     keys = list(grid)
     exps = []
@@ -83,9 +109,12 @@ def _done(raw: dict) -> dict | None:
     that differs is read through the schema first: a key added since (at its default, which keeps the old
     behaviour) does not make a finished point look like a new one."""
     path = Path(raw["out"]) / "result.json"
+    if not os.path.lexists(path):
+        return None
     try:
-        result = json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, json.JSONDecodeError):
+        result = read_json(path, ConfigError, "point result", max_bytes=64 << 20)
+    except ConfigError as e:  # unreadable: the point runs again (its write will say if the path is unusable)
+        warnings.warn(f"{e}; running the point again", stacklevel=2)
         return None
     stored = result.get("experiment") if isinstance(result, dict) else None
     if not isinstance(stored, dict):
@@ -108,6 +137,8 @@ def run_grid(exps: list[Experiment], *, executor: str = "local", workers: int = 
     if executor not in EXECUTORS:
         raise ConfigError(f"executor {executor!r}; valid: {', '.join(EXECUTORS)}")
     raws = [e.dump() for e in exps]
+    for e in exps:  # every point's outputs, before any point runs (each point claims its own when it starts)
+        claim_run_outputs(e, claim=False)
     results = [None if rerun else _done(r) for r in raws]
     todo = [i for i, r in enumerate(results) if r is None]
     _prepare_all([exps[i] for i in todo])

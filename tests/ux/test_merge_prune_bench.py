@@ -96,13 +96,13 @@ def test_finished_points_are_not_run_again(tmp_path, monkeypatch):
     argv = ["bench", "merge-prune", "--configs", "configs", "--seeds", "0,1", "--results", "res"]
     monkeypatch.setattr(sys, "argv", ["shiftkit", *argv])  # the command the table names
     results = _store(cfg, [0], [((0.58, 0.60), (0.18, 0.20))])
-    with pytest.raises(_Ran, match="runs/gc/seed-1"):  # seed 1 has no result: it would run, seed 0 not
+    with pytest.raises(_Ran, match="runs/gc/seed-1-"):  # seed 1 has no result: it would run, seed 0 not
         main(argv)
     results += _store(cfg, [0, 1], [((0.58, 0.60), (0.18, 0.20)), ((0.60, 0.62), (0.30, 0.40))])[1:]
     old = copy.deepcopy(results[1])  # stored before pipeline steps had a `budget:` key: the same experiment
     for step in old["experiment"]["pipeline"]:
         del step["budget"]
-    Path("runs/gc/seed-1/result.json").write_text(json.dumps(old))
+    Path(old["experiment"]["out"], "result.json").write_text(json.dumps(old))
     main(argv)
     stored = json.loads(Path("res/merge_prune.json").read_text())
     assert [(r["config"], r["seed"], r["pruned_target"]) for r in stored["rows"]] == [("gc", 0, 0.18), ("gc", 1, 0.30)]
@@ -133,7 +133,7 @@ def test_end_to_end_on_the_tiny_fixture(ux_env):
     cfg.write_text(yaml.safe_dump(raw))
     argv = ["bench", "merge-prune", "--configs", str(cfg), "--seeds", "0", "--results", "res"]
     main(argv)
-    point = Path("runs/tiny/seed-0/result.json")
+    (point,) = Path("runs/tiny").glob("seed-0-*/result.json")
     stamp = point.stat().st_mtime_ns
     (row,) = json.loads(Path("res/merge_prune.json").read_text())["rows"]
     result = json.loads(point.read_text())

@@ -149,8 +149,16 @@ def from_flags(command: str, **params: Any) -> Experiment:
         value = str(value) if isinstance(value, Path) else value
         raw = apply_overrides(raw, {k: value for k in keys[flag]})
     if raw.get("save") and "out" not in raw:  # a model file: results beside it
-        raw["out"] = str(Path(raw["save"]).with_suffix(""))
+        raw["out"] = results_folder(raw["save"])
     return parse_experiment(raw, where=f"shiftkit {command}")
+
+
+def results_folder(model_file: str | Path) -> str:
+    """The results folder of a model file given as --out: `d/m.safetensors` -> `d/m` (as always); any other
+    name keeps its whole name plus `.results`, so `d/m.v1` and `d/m.v2` never share a folder and `d/model`
+    is never its own results folder."""
+    p = Path(model_file)
+    return str(p.with_suffix("")) if p.suffix == ".safetensors" else f"{p}.results"
 
 
 def flag_overrides(args: list[str]) -> dict[str, Any]:
@@ -210,9 +218,14 @@ def run_app(app: Callable[..., Any], argv: list[str] | None) -> None:
         warnings.formatwarning = fmt
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
+
 def _run(app: Callable[..., Any], argv: list[str] | None) -> None:
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+    except KeyboardInterrupt:  # outside typer's own handler (which returns 130, below)
+        code = EXIT_INTERRUPTED
     except ShiftkitError as e:
         print(f"shiftkit: error: {one_line(e)}", file=sys.stderr)
         sys.exit(2)
@@ -233,3 +246,7 @@ def _run(app: Callable[..., Any], argv: list[str] | None) -> None:
         if isinstance(e, (click.exceptions.Abort, typer.Abort)):
             sys.exit(1)
         raise
+    if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into a returned 130: `shiftkit train && next` must stop
+        print("shiftkit: interrupted", file=sys.stderr)
+    if isinstance(code, int) and code:
+        sys.exit(code)

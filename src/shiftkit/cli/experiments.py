@@ -74,6 +74,7 @@ def sweep(ctx: typer.Context, config: Path = typer.Argument(..., help="experimen
 
     Example: shiftkit sweep examples/train.yaml --grid seed=0,1 --epochs 1 --out runs/sweep
     """
+    from .._files import check_output
     from ..config import parse_value
     from ..sweep import expand_grid, run_grid
 
@@ -85,6 +86,9 @@ def sweep(ctx: typer.Context, config: Path = typer.Argument(..., help="experimen
             raise ConfigError(f"--grid expects key=v1,v2, got {g!r}")
         extra[key.strip()] = [parse_value(v) for v in values.split(",")]
     exps = expand_grid(exp, extra)
+    check_output(Path(exp.out) / "sweep.json", "sweep record")
+    if report:
+        check_output(Path(exp.out) / "report.md", "report")
     say(f"{len(exps)} points, executor {executor}")
     results = run_grid(exps, executor=executor, workers=workers, threads=threads, rerun=rerun)
     from ..checkpoints import atomic_write_json
@@ -142,8 +146,10 @@ def export_cmd(checkpoint: Path = typer.Argument(..., help="shiftkit checkpoint 
 
     Example: shiftkit export runs/m.safetensors --out runs/m_plain.safetensors
     """
+    from .._files import check_output
     from ..interop import export_checkpoint
 
+    check_output(out, "export file")
     r = export_checkpoint(checkpoint, out)
     say(f"wrote {r['out']} ({r['tensors']} tensors, arch {r['arch'] or '?'}); load it with\n"
         f"  from safetensors.torch import load_file; model.load_state_dict(load_file({str(out)!r}))")
@@ -159,8 +165,10 @@ def import_cmd(source: Path = typer.Argument(..., help=".pt/.pth/.bin (weights_o
 
     Example: shiftkit import r50.pth --arch resnet50 --skip-mismatched --out runs/r50.safetensors
     """
+    from .._files import check_output
     from ..interop import import_checkpoint
 
+    check_output(out, "imported checkpoint")
     r = import_checkpoint(source, out, arch=arch, num_classes=num_classes, in_chans=in_chans,
                           skip_mismatched=skip_mismatched)
     json_line(r)

@@ -7,6 +7,7 @@ val/images/*.JPEG, val/val_annotations.txt}`. The test split has no labels and i
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 from .._files import read_regular
@@ -40,7 +41,7 @@ def _read_wnids(path: Path) -> list[str]:
     wnids = [line.strip() for line in _read_lines(path) if line.strip()]
     if not wnids:
         raise DataError(f"{path} lists no classes")
-    dupes = sorted({w for w in wnids if wnids.count(w) > 1})
+    dupes = sorted(w for w, n in Counter(wnids).items() if n > 1)  # linear: list.count per line was quadratic
     if dupes:
         raise DataError(f"{path} lists classes more than once: {dupes}")
     return wnids

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 import torch_pruning as tp
 from torch import nn
 
+from .._files import loads_bounded
 from ..checkpoints import load_checkpoint, model_from_checkpoint, read_metadata, save_checkpoint
 from ..data.base import ArrayDataset
 from ..device import batches, model_device
@@ -229,11 +230,10 @@ def load_structured(path: str | os.PathLike) -> nn.Module:
     meta = read_metadata(path)
     if META_KEY not in meta:
         raise CheckpointError(f"{path}: no {META_KEY!r} metadata; not a structurally pruned shiftkit checkpoint")
-    try:
-        info = json.loads(meta[META_KEY])
-        history, shape = info["history"], info["input_shape"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{path}: unreadable {META_KEY!r} metadata ({e})") from None
+    info = loads_bounded(meta[META_KEY], f"{path}: {META_KEY!r} metadata", CheckpointError, max_bytes=16 << 20)
+    history, shape = (info.get("history"), info.get("input_shape")) if isinstance(info, dict) else (None, None)
+    if not isinstance(history, list):
+        raise CheckpointError(f"{path}: unreadable {META_KEY!r} metadata (expected an object with a history list)")
     _check_input_shape(path, shape)
     model = model_from_checkpoint(path, pruned=True).eval()  # the dense arch; the history narrows it
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=torch.zeros(shape))

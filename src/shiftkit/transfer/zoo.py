@@ -21,11 +21,11 @@ from .. import models
 from ..checkpoints import atomic_write_json, load_checkpoint, save_checkpoint
 from ..data.domains import Domain
 from ..device import place
-from .._files import loads_bounded, read_regular
+from .._files import read_json
 from ..errors import CheckpointError, ConfigError
 from ..train import TrainConfig, evaluate, fit
 
-__all__ = ["ZooConfig", "build_zoo", "zoo_sources", "zoo_checksum", "init_from_file"]
+__all__ = ["ZooConfig", "build_zoo", "read_manifest", "zoo_sources", "zoo_checksum", "init_from_file"]
 
 
 @dataclass(frozen=True)
@@ -95,25 +95,43 @@ def build_zoo(domains: list[Domain], out: str | Path, *, cfg: ZooConfig = ZooCon
     return manifest
 
 
+def read_manifest(zoo: str | Path) -> dict:
+    """A zoo's zoo.json through the bounded reader, every field type-checked: base and source paths are
+    plain file names inside the zoo, indices integers, config an object. ConfigError naming the file."""
+    path = Path(zoo) / "zoo.json"
+    if not path.exists():
+        raise ConfigError(f"{zoo}: no zoo.json (build one with `shiftkit sources`)")
+    m = read_json(path, ConfigError, "zoo manifest", max_bytes=16 << 20)
+
+    def bad(what: str) -> ConfigError:
+        return ConfigError(f"{path}: not a readable zoo manifest ({what})")
+
+    def name(v) -> bool:
+        return isinstance(v, str) and v not in ("", ".", "..") and "/" not in v and "\0" not in v
+
+    if not isinstance(m, dict) or not isinstance(m.get("sources"), list) or not name(m.get("base")):
+        raise bad("expected an object with a base file name and a sources list")
+    for e in m["sources"]:
+        if not (isinstance(e, dict) and type(e.get("index")) is int and isinstance(e.get("domain"), str)
+                and name(e.get("path"))):
+            raise bad(f"source entry {str(e)[:80]} needs index (integer), domain (text), path (a file name)")
+    if not isinstance(m.setdefault("config", {}), dict):
+        raise bad("config is not an object")
+    return m
+
+
 def zoo_sources(zoo: str | Path, *, exclude: tuple[str | int, ...] = ()) -> tuple[Path, list[Path]]:
     """(base path, source paths in domain order) from a zoo folder, without the excluded domains."""
     zoo = Path(zoo)
-    manifest_path = zoo / "zoo.json"
-    if not manifest_path.exists():
-        raise ConfigError(f"{zoo}: no zoo.json (build one with `shiftkit sources`)")
-    try:
-        manifest = loads_bounded(read_regular(manifest_path, ConfigError, "zoo manifest", max_bytes=16 << 20)
-                                 .decode("utf-8", "replace"), str(manifest_path), ConfigError)
-        keep = [e for e in manifest["sources"] if e["index"] not in exclude and e["domain"] not in exclude]
-        return zoo / manifest["base"], [zoo / e["path"] for e in keep]
-    except (ValueError, KeyError, TypeError) as e:  # not JSON, or not a zoo manifest
-        raise ConfigError(f"{manifest_path}: not a readable zoo manifest ({type(e).__name__}: {e})") from None
+    manifest = read_manifest(zoo)
+    keep = [e for e in manifest["sources"] if e["index"] not in exclude and e["domain"] not in exclude]
+    return zoo / manifest["base"], [zoo / e["path"] for e in keep]
 
 
 def zoo_checksum(zoo: str | Path) -> str:
     """sha256 over the base and every source checkpoint, in manifest order (what a zoo's numbers depend on)."""
     zoo = Path(zoo)
-    manifest = json.loads((zoo / "zoo.json").read_text())
+    manifest = read_manifest(zoo)
     h = hashlib.sha256()
     for name in [manifest["base"]] + [e["path"] for e in manifest["sources"]]:
         h.update(name.encode())
@@ -126,7 +144,7 @@ def zoo_checksum(zoo: str | Path) -> str:
 def quick_report(domains: list[Domain], zoo: str | Path) -> list[dict]:
     """Test accuracy of every zoo model on its own domain (a sanity table for the CLI)."""
     zoo = Path(zoo)
-    manifest = json.loads((zoo / "zoo.json").read_text())
+    manifest = read_manifest(zoo)
     rows = []
     for e in manifest["sources"]:
         cfg = manifest["config"]
