@@ -19,6 +19,7 @@ from torch import Tensor
 from .._files import open_regular
 from ..errors import ConfigError, DataError
 from ._cache import MappedImages, cached_images
+from ._pixels import to_uint8
 from .base import ArrayDataset
 
 __all__ = [
@@ -47,6 +48,11 @@ AUTO_CACHE_BYTES = 1 << 30
 # hostile file (OSError, SyntaxError for broken PNG chunks, NotImplementedError for unknown DDS flags,
 # struct.error, MemoryError...): any failure to decode one file is that file's DataError.
 _PIL_ERRORS = (Exception,)
+
+
+# single-channel modes wider than 8 bits (I;16 PNG, 32-bit int and float TIFF): converted by their real range
+# (data/_pixels.py) instead of PIL's convert, which clips 16-bit values at 255 and reads floats in [0, 1] as black
+_WIDE_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 
 
 def natural_key(name: str) -> tuple:
@@ -94,6 +100,8 @@ def read_image(path: Path, *, size: int | None = None, channels: int = 3) -> np.
             if Image.MAX_IMAGE_PIXELS and img.width * img.height > Image.MAX_IMAGE_PIXELS:  # refuse before decoding
                 raise DataError(f"image {path} is {img.width}x{img.height} pixels, past PIL's decompression-bomb "
                                 f"limit of {Image.MAX_IMAGE_PIXELS} (raise PIL.Image.MAX_IMAGE_PIXELS if it is real)")
+            if img.mode in _WIDE_MODES:  # 16-bit / 32-bit int / float: PIL's convert would clip at 255
+                img = Image.fromarray(to_uint8(np.asarray(img), f"image {path}"), mode="L")
             img = img.convert("RGB" if channels == 3 else "L")
             if size is not None and img.size != (size, size):
                 img = img.resize((size, size), Image.Resampling.BILINEAR)

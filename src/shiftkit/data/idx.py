@@ -15,6 +15,7 @@ import torch
 
 from .._files import open_regular
 from ..errors import DataError
+from ._pixels import to_uint8
 from .base import ArrayDataset, data_root
 
 __all__ = ["read_idx", "load_fashion_mnist", "FASHION_CLASSES"]
@@ -82,5 +83,5 @@ def load_fashion_mnist(root: str | os.PathLike | None = None, *, train: bool = T
     n_cls = len(FASHION_CLASSES)
     if len(labels) and (labels.min() < 0 or labels.max() >= n_cls):
         raise DataError(f"{lbl_path}: labels outside [0, {n_cls})")
-    x = torch.from_numpy(images.astype(np.uint8)).unsqueeze(1)  # (N, 1, 28, 28)
+    x = torch.from_numpy(to_uint8(images, str(img_path))).unsqueeze(1)  # (N, 1, 28, 28); wider dtypes by their range
     return ArrayDataset(x, torch.from_numpy(labels.astype(np.int64)), list(FASHION_CLASSES), {"source": str(img_path)})
