@@ -27,7 +27,7 @@ from .errors import ConfigError
 
 __all__ = ["DEVICE_CHOICES", "PRECISIONS", "check_device_spec", "resolve_device", "model_device", "place", "to_device", "batches",
            "autocast", "grad_scaler", "check_precision", "make_deterministic", "provenance", "max_memory_allocated",
-           "reset_peak_memory"]
+           "reset_peak_memory", "synchronize"]
 
 DEVICE_CHOICES = "auto | cpu | cuda | cuda:N | mps"
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -188,6 +188,12 @@ def provenance(device: torch.device, precision: str = "fp32") -> dict[str, Any]:
         rec.update(device_name=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
                    deterministic=torch.are_deterministic_algorithms_enabled())
     return rec
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (timings on a GPU measure nothing without it); a no-op on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def reset_peak_memory(device: torch.device) -> None:

@@ -19,7 +19,9 @@ commands = typer.Typer(no_args_is_help=True, help="Benchmarks: write JSON to ben
 def bench_train_speed(models: str = typer.Option("small_cnn,resnet20", "--model", help="comma-separated model names"),
                       epochs: int = typer.Option(2), repeats: int = typer.Option(3),
                       threads: int = typer.Option(2), root: Optional[Path] = typer.Option(None),
-                      out: Path = typer.Option(Path("benchmarks/results/train_speed.json"))):
+                      out: Optional[Path] = typer.Option(None, help="default benchmarks/results/train_speed[_DEVICE].json"),
+                      device: str = typer.Option("cpu", help="cpu (the published table) | cuda | cuda:N | auto"),
+                      precision: str = typer.Option("fp32", help="fp32 | bf16 | fp16 (both loops autocast)")):
     """Training-loop time of shiftkit's fit() vs the faster of two bare PyTorch loops (contiguous and
     channels_last), per model, in one run (target ratio <= 1.3).
 
@@ -29,12 +31,17 @@ def bench_train_speed(models: str = typer.Option("small_cnn,resnet20", "--model"
 
     from ..bench import _results, train_speed
 
+    from ..device import resolve_device
+
     torch.set_num_threads(threads)
-    runs = [train_speed.run(model=m.strip(), epochs=epochs, repeats=repeats, root=root) for m in models.split(",") if m.strip()]
+    kind = resolve_device(device).type  # the CPU table and a GPU table are kept apart
+    suffix = "" if kind == "cpu" else f"_{kind}"
+    runs = [train_speed.run(model=m.strip(), epochs=epochs, repeats=repeats, root=root, device=device,
+                            precision=precision) for m in models.split(",") if m.strip()]
     command = _results.command_line()
-    _results.write_result(out, {"command": command, "runs": runs})
+    _results.write_result(out or Path(f"benchmarks/results/train_speed{suffix}.json"), {"command": command, "runs": runs})
     body = train_speed.render_section(runs, command)
-    _results.update_section("train-speed", body)
+    _results.update_section(f"train-speed{suffix}", body)
     say(body)
 
 
@@ -257,7 +264,9 @@ def bench_transfer_memory(archs: str = typer.Option("resnet20,resnet50"), ks: st
                           folder: Path = typer.Option(Path("runs/bench_memory"), help="synthetic sources (deleted after)"),
                           results: Path = typer.Option(Path("benchmarks/results")), keep: bool = typer.Option(False),
                           overhead_only: bool = typer.Option(False, "--overhead-only",
-                                                             help="time the absorb overhead only (run it alone)")):
+                                                             help="time the absorb overhead only (run it alone)"),
+                          device: str = typer.Option("cpu", help="cpu (RSS, the published table) | cuda: peak GPU "
+                                                     "memory (torch.cuda.max_memory_allocated) vs K")):
     """Peak RSS / anonymous memory vs K (fresh process per point) and GRASP's absorb overhead.
 
     Points run in priority order and are saved one by one; a rerun skips the points already measured.
@@ -269,8 +278,20 @@ def bench_transfer_memory(archs: str = typer.Option("resnet20,resnet50"), ks: st
     from ..bench import _results
     from ..bench.transfer_memory import run_memory, run_overhead
 
+    from ..bench.transfer_memory import render_gpu_section
+    from ..device import resolve_device
+
     caps = {a: int(k) for a, _, k in (p.partition("=") for p in fusion_max_k.split(",") if p)}
     arch_list, cmd = archs.split(","), _results.command_line()
+    if resolve_device(device).type != "cpu":  # a GPU table of its own; the CPU tables stay as they are
+        rows = run_memory(_memory_points(arch_list, _ints(ks), caps), folder, results / "transfer_memory_gpu.json",
+                          command=cmd, log=say, device=device)
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+        body = render_gpu_section(rows, cmd)
+        _results.update_section("transfer-memory-gpu", body)
+        say(body)
+        return
     overhead = [run_overhead(arch, folder / arch) for arch in arch_list]
     _results.write_result(results / "transfer_overhead.json", {"command": cmd, "rows": overhead})
     say(", ".join(f"{o['arch']} absorb overhead {o['ratio']:.2f} (taylor {o['ratio_taylor']:.2f})" for o in overhead))
