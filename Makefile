@@ -1,7 +1,7 @@
 # Two entry points: `make demo` and `make test`. Both set everything up first.
 PY := .venv/bin/python
 
-.PHONY: setup demo test bench reliability clean
+.PHONY: setup demo test bench reliability gpu-check clean
 setup:
 	bash scripts/setup.sh
 
@@ -18,6 +18,11 @@ test: setup
 # benchmarks/RELIABILITY.md. 6-17 minutes on 2 shared cores (measured); a part of it runs in `make test`.
 reliability: setup
 	$(PY) -m tests.reliability.harness
+
+# On a GPU machine: tests/gpu and the GPU benchmarks (under 6 minutes). Any Python with CUDA torch:
+# PYTHON=python3 make gpu-check (no set-up step: such machines often have no network).
+gpu-check:
+	bash scripts/gpu_check.sh
 
 clean:
 	rm -rf .venv runs .pytest_cache

@@ -59,6 +59,7 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
             raise ConfigError(f"device={spec!r}: {built}; use --device cpu (or auto)")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ConfigError(f"device={spec!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+        dev = torch.device("cuda", torch.cuda.current_device() if dev.index is None else dev.index)  # as tensors say
     if dev.type == "mps" and not _mps_available():
         raise ConfigError(f"device={spec!r}: MPS is not available on this machine; use --device cpu (or auto)")
     return dev
