@@ -45,6 +45,31 @@ def bench_train_speed(models: str = typer.Option("small_cnn,resnet20", "--model"
     say(body)
 
 
+@commands.command("data-speed")
+def bench_data_speed(images: int = typer.Option(300, help="images per size for the loader columns"),
+                     memory_images: int = typer.Option(2000, help="224-px images for the memory rows (0: skip)"),
+                     workers: int = typer.Option(2, help="DataLoader workers of the on-the-fly column"),
+                     threads: int = typer.Option(2), work: Optional[Path] = typer.Option(None, help="scratch folder"),
+                     out: Path = typer.Option(Path("benchmarks/results/data_speed.json"))):
+    """Loader images/s at 32/64/224 px (in memory, cached, on the fly) next to resnet20 / resnet50 training
+    steps, and the peak anonymous memory of loading a folder (in memory vs cached).
+
+    Example: shiftkit bench data-speed --images 300 --memory-images 2000
+    """
+    import torch
+
+    from ..bench import _results, data_speed
+
+    torch.set_num_threads(threads)
+    result = data_speed.run(images=images, memory_images=memory_images, workers=workers,
+                            work=str(work) if work else None)
+    command = _results.command_line()
+    _results.write_result(out, {"command": command, **result})
+    body = data_speed.render_section(result, command)
+    _results.update_section("data-speed", body)
+    say(body)
+
+
 def _floats(text: str, option: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(",") if v.strip())
