@@ -197,11 +197,14 @@ def zoo_path(exp: Experiment) -> Path:
     return Path(exp.method.zoo) if exp.method.zoo else Path(exp.out) / "zoo"
 
 
-def prepare(exp: Experiment, domains=None, *, exclude: tuple[int, ...] | None = None) -> None:
+def prepare(exp: Experiment, domains=None, *, exclude: tuple[int, ...] | None = None, strict: bool = False) -> None:
     """Build the transfer zoo an experiment needs (source training), unless its manifest already has it.
 
     `exclude` (domain indices, default: the target) are left out; seeded by exp.seed, so the same
-    config builds the same bytes whether a run, a sweep or `shiftkit sources` asks for it."""
+    config builds the same bytes whether a run, a sweep or `shiftkit sources` asks for it.
+    An existing zoo built with other settings is never silently taken for the one asked for: with `strict`
+    (`shiftkit sources`, which asks for exactly these settings) it is refused; a run uses a finished zoo as
+    built and warns about the settings its config sets explicitly (the seed excepted: several runs, one zoo)."""
     if not isinstance(exp.method, TransferMethod) or exp.method.sources:
         return
     from .transfer.zoo import ZooConfig, build_zoo, read_manifest
@@ -216,17 +219,45 @@ def prepare(exp: Experiment, domains=None, *, exclude: tuple[int, ...] | None = 
     manifest = zoo / "zoo.json"
     if manifest.is_file():
         built = read_manifest(zoo)
-        wanted = json.loads(json.dumps(dataclasses.asdict(cfg)))
-        differ = sorted(k for k in wanted if built["config"].get(k) != wanted[k])
+        differ = _zoo_differences(built, cfg, exp.data.name)
         have = {e["index"] for e in built["sources"]}
         complete = all(i in have for i in range(len(domains)) if i not in exclude)
         if differ and not complete:  # adding sources would mix two settings in one zoo
-            raise ConfigError(f"zoo {zoo} was built with other settings ({', '.join(differ)} differ) and lacks "
+            raise ConfigError(f"zoo {zoo} was built with other settings ({'; '.join(differ.values())}) and lacks "
                               "sources this run needs: point method.zoo (--zoo) to a new folder or remove this one")
+        if differ and strict:
+            raise ConfigError(f"zoo {zoo} exists, built with other settings ({'; '.join(differ.values())}): not "
+                              "rebuilt over it; choose another --out or remove that folder")
         if complete:  # a finished zoo (shiftkit sources, --sources) is used as built; its zoo.json says how
+            explicit = _explicit_zoo_keys(exp) & set(differ)
+            if explicit:
+                warnings.warn(f"zoo {zoo} was built with other settings ({'; '.join(differ[k] for k in sorted(explicit))}) "
+                              "than this config asks for: using the zoo as built (its zoo.json records how)", stacklevel=2)
             return
     torch.manual_seed(exp.seed)  # model initialisation draws from the global generator
     build_zoo(domains, zoo, cfg=cfg, dataset=exp.data.name, exclude=exclude, device=exp.device, precision=exp.precision)
+
+
+def _zoo_differences(built: dict, cfg, dataset: str) -> dict[str, str]:
+    """{key: "key: built X, asked Y"} for every zoo setting (and the dataset) an existing manifest differs in."""
+    wanted = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    differ = {k: f"{k}: built {built['config'].get(k)!r}, asked {wanted[k]!r}" for k in sorted(wanted)
+              if built["config"].get(k) != wanted[k]}
+    if isinstance(built.get("dataset"), str) and built["dataset"] and built["dataset"] != dataset:
+        differ["dataset"] = f"dataset: built {built['dataset']!r}, asked {dataset!r}"
+    return differ
+
+
+def _explicit_zoo_keys(exp: Experiment) -> set[str]:
+    """The zoo settings this experiment's config sets explicitly (not defaults), by ZooConfig name."""
+    m = exp.method
+    keys = {"base_domain", "base_epochs", "source_epochs", "base_lr", "source_lr", "base"} & m.model_fields_set
+    keys = {{"base": "base_file"}.get(k, k) for k in keys}
+    keys |= {"batch_size"} if "zoo_batch_size" in m.model_fields_set else set()
+    keys |= {"model"} if "name" in exp.model.model_fields_set else set()
+    keys |= {"model_kwargs"} if "kwargs" in exp.model.model_fields_set else set()
+    keys |= {"dataset"} if "name" in exp.data.model_fields_set else set()
+    return keys
 
 
 def _sources(exp: Experiment, target: int, domain, out: Path) -> tuple[str | None, list[str]]:

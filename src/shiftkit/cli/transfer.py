@@ -37,7 +37,7 @@ def sources(dataset: str = typer.Option("driftfmnist"), model: str = typer.Optio
                      zoo_batch_size=zoo_batch_size, width=width, base=base, augment=augment, seed=seed, root=root,
                      device=device, precision=precision)
     domains = exp.data.load()
-    prepare(exp, domains, exclude=None if target is not None else ())  # no --target: a source for every domain
+    prepare(exp, domains, exclude=None if target is not None else (), strict=True)  # no --target: every domain
     table(quick_report(domains, zoo_path(exp)), title=f"zoo {out} (base {base or 'on ' + domains[base_domain].name})")
 
 

@@ -24,6 +24,7 @@ from .._registry import Registry
 from ..checkpoints import (LazyCheckpoint, atomic_write_json, check_arch, checkpoint_config, load_checkpoint,
                            read_metadata, save_checkpoint, validate_tensors)
 from . import _kfold
+from ._resume import data_id as _data_id, same_run as _same_run
 from ..data.base import ArrayDataset
 from ..data.domains import Domain
 from ..device import model_device
@@ -141,6 +142,7 @@ class BaseMerger:
         self._folds: list[ArrayDataset] | None = None  # k-fold split of train ∪ val, made on first use
         self._val_cache: tuple[list[tuple], dict[str, float]] | None = None  # (state key, val metrics of self.model)
         self.expected = {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in model.state_dict().items()}
+        self._target_id: dict | None = None  # what identifies the target data (target_id), made on first use
         self.device = model_device(model)  # the merge runs where the model is: sources stream to it
 
     # ---- the protocol -------------------------------------------------------------------------
@@ -260,8 +262,16 @@ class BaseMerger:
     def state_tensors(self) -> dict[str, Tensor]:
         return self.model.state_dict()
 
+    def target_id(self) -> dict:
+        """The target data this run merges for (domain name, train / val sizes, a hash of their images and
+        labels): a resumed run must be for the same data, not only the same merge config."""
+        if self._target_id is None:
+            self._target_id = _data_id(self.target)
+        return self._target_id
+
     def _log(self) -> dict:
-        return {"method": type(self).__name__, "config": asdict(self.cfg), "records": self.records}
+        return {"method": type(self).__name__, "config": asdict(self.cfg), "records": self.records,
+                "target": self.target_id()}
 
     def _persist(self) -> None:
         if self.run_dir is None:
@@ -277,9 +287,7 @@ class BaseMerger:
         if state is None or not state.is_file():
             return []
         log = _read_log(state)
-        ours = json.loads(json.dumps(asdict(self.cfg), default=str))
-        if {k: v for k, v in log["config"].items() if k != "progress"} != {k: v for k, v in ours.items() if k != "progress"}:
-            raise ConfigError(f"{state}: run was made with config {log['config']}, not {asdict(self.cfg)}")
+        _same_run(state, log, json.loads(json.dumps(asdict(self.cfg), default=str)), self.target_id())
         if self.resume_from_checkpoint:
             load_checkpoint(state, self.model)
             self.records = log["records"]
