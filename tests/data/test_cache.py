@@ -115,3 +115,11 @@ def test_auto_storage_switches_on_size(periods, tmp_path, monkeypatch):
 def test_unknown_storage_is_a_config_error(periods, tmp_path):
     with pytest.raises(ConfigError, match="storage='disk'; valid: auto, memory, cache"):
         _load(periods, tmp_path, "disk")
+
+
+def test_unwritable_cache_folder_is_one_line(periods, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DataError) as e:
+        _load(periods, blocker / "cache")
+    assert "image cache folder" in str(e.value) and "\n" not in str(e.value)

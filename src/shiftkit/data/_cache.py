@@ -188,13 +188,17 @@ def cached_images(paths: Sequence[Path], first: np.ndarray, fill, *, size: int |
     try:
         out = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape)
         out[0] = first
-        fill(out)
+        fill(out)  # a bad image raises its own DataError naming the file
         out.flush()
         del out
         os.replace(tmp, data)
+        meta.write_text(json.dumps({"shape": list(shape), "files": len(paths), "size": size, "channels": channels}))
+    except OSError as e:  # disk full, read-only folder: the cache's problem, said in one line
+        data.unlink(missing_ok=True)
+        raise DataError(f"image cache {data}: cannot write it ({type(e).__name__}: {e}); free space or set "
+                        f"{CACHE_ENV} / cache_dir") from None
     finally:
         tmp.unlink(missing_ok=True)  # a failed build leaves nothing that could be mistaken for a cache
-    meta.write_text(json.dumps({"shape": list(shape), "files": len(paths), "size": size, "channels": channels}))
     for old in root.glob(f"{family}-*"):  # the same folder before it changed: never read again
         if not old.name.startswith(f"{family}-{key}.") and ".tmp-" not in old.name:
             old.unlink(missing_ok=True)
