@@ -128,14 +128,22 @@ def _done(raw: dict) -> dict | None:
 
 
 def run_grid(exps: list[Experiment], *, executor: str = "local", workers: int = 2, threads: int = 1,
-             rerun: bool = False) -> list[dict]:
+             rerun: bool = False, gpus_per_point: float = 0.0) -> list[dict]:
     """Run every experiment; returns results in grid order. Executor "local" (sequential) or "ray".
 
     Points whose <out>/result.json holds the same config are not run again unless rerun=True
-    (a killed sweep continues where it stopped).
+    (a killed sweep continues where it stopped). gpus_per_point (ray): the GPU share each point asks Ray
+    for; a fraction packs several small points on one GPU (Ray sets each task's CUDA_VISIBLE_DEVICES).
     """
     if executor not in EXECUTORS:
         raise ConfigError(f"executor {executor!r}; valid: {', '.join(EXECUTORS)}")
+    if not (0 <= gpus_per_point <= 1 or float(gpus_per_point).is_integer()) or gpus_per_point != gpus_per_point:
+        raise ConfigError(f"gpus_per_point={gpus_per_point}: a fraction in [0, 1] or a whole number of GPUs")
+    if gpus_per_point and executor != "ray":
+        raise ConfigError("gpus_per_point needs executor 'ray' (the local executor runs one point at a time on "
+                          "the experiment's device)")
+    if gpus_per_point and any(e.device == "cpu" for e in exps):
+        raise ConfigError("gpus_per_point > 0 with device: cpu; set device: auto or cuda")
     raws = [e.dump() for e in exps]
     for e in exps:  # every point's outputs, before any point runs (each point claims its own when it starts)
         claim_run_outputs(e, claim=False)
@@ -153,21 +161,25 @@ def run_grid(exps: list[Experiment], *, executor: str = "local", workers: int = 
         finally:
             torch.set_num_threads(old)
     elif todo:
-        for i, r in zip(todo, _run_ray([raws[i] for i in todo], workers=workers, threads=threads)):
+        for i, r in zip(todo, _run_ray([raws[i] for i in todo], workers=workers, threads=threads,
+                                       gpus_per_point=gpus_per_point)):
             results[i] = r
     return results
 
 
-def _run_ray(raws: list[dict], *, workers: int, threads: int) -> list[dict]:
+def _run_ray(raws: list[dict], *, workers: int, threads: int, gpus_per_point: float = 0.0) -> list[dict]:
     try:
         import ray
     except ImportError:
         raise ConfigError("executor 'ray' needs Ray: pip install 'shiftkit[ray]'") from None
     started = not ray.is_initialized()
-    if started:
+    if started:  # a local cluster: `workers` CPUs, the GPUs Ray detects
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        task = ray.remote(num_cpus=1, max_retries=0)(_point)
+        if gpus_per_point and ray.cluster_resources().get("GPU", 0) < min(gpus_per_point, 1):
+            raise ConfigError(f"gpus_per_point={gpus_per_point}: the Ray cluster has no GPU "
+                              f"({ray.cluster_resources().get('GPU', 0)} GPUs); the points would wait forever")
+        task = ray.remote(num_cpus=1, num_gpus=gpus_per_point, max_retries=0)(_point)
         refs = [task.remote(r, threads, os.getcwd()) for r in raws]
         pending = list(refs)
         with Progress(total=len(refs), desc="sweep (ray)") as bar:

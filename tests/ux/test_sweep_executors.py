@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from shiftkit.cli import main
 from shiftkit.config import parse_experiment
@@ -53,3 +54,21 @@ def test_sweep_cli_local_writes_results_and_report(ux_env, capsys):
     Path(points[1], "result.json").unlink()  # as if the sweep had been killed before the last point
     main(["sweep", "examples/train.yaml", "--grid", "seed=0,1", "--epochs", "1", "--width", "8", "--out", "runs/sw"])
     assert Path(points[0], "result.json").stat().st_mtime_ns == stamp and Path(points[1], "result.json").is_file()
+
+
+@pytest.mark.parametrize("kw, msg", [({"executor": "local", "gpus_per_point": 0.5}, "needs executor 'ray'"),
+                                     ({"executor": "ray", "gpus_per_point": 1.5}, "a fraction in"),
+                                     ({"executor": "ray", "gpus_per_point": float("nan")}, "a fraction in")])
+def test_gpus_per_point_is_checked_before_any_point(tmp_path, kw, msg):
+    exps = expand_grid(parse_experiment({"out": str(tmp_path / "s"), "grid": {"seed": [0, 1]}}))
+    with pytest.raises(ConfigError, match=msg):
+        run_grid(exps, **kw)
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without a GPU")
+def test_ray_gpus_per_point_without_a_gpu_is_one_line_not_a_hang(ux_env):
+    pytest.importorskip("ray")
+    exps = expand_grid(parse_experiment({"out": "runs/g", "grid": {"seed": [0]}, "budget": {"epochs": 1}}))
+    with pytest.raises(ConfigError, match="has no GPU"):
+        run_grid(exps, executor="ray", workers=1, gpus_per_point=0.25)

@@ -67,6 +67,8 @@ def sweep(ctx: typer.Context, config: Path = typer.Argument(..., help="experimen
           executor: str = typer.Option("local", help="local (sequential, default) | ray (pip install 'shiftkit\\[ray]')"),
           workers: int = typer.Option(2, min=1, help="ray: parallel points (CPUs given to Ray)"),
           threads: int = typer.Option(1, min=1, help="torch threads per point (same in both executors)"),
+          gpus_per_point: float = typer.Option(0.0, "--gpus-per-point", min=0,
+                                               help="ray: GPU share per point (0.25 packs four points on a GPU)"),
           report: bool = typer.Option(True, help="write report.md and plots into the sweep folder"),
           rerun: bool = typer.Option(False, help="run points again even when their result.json is there")):
     """Run a grid of experiments (method x target x seed x model ...), locally or on Ray; points already
@@ -90,7 +92,8 @@ def sweep(ctx: typer.Context, config: Path = typer.Argument(..., help="experimen
     if report:
         check_output(Path(exp.out) / "report.md", "report")
     say(f"{len(exps)} points, executor {executor}")
-    results = run_grid(exps, executor=executor, workers=workers, threads=threads, rerun=rerun)
+    results = run_grid(exps, executor=executor, workers=workers, threads=threads, rerun=rerun,
+                       gpus_per_point=gpus_per_point)
     from ..checkpoints import atomic_write_json
 
     atomic_write_json(Path(exp.out) / "sweep.json", {"executor": executor, "points": [e.out for e in exps]})
