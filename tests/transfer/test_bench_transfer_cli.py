@@ -8,6 +8,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+import torch
 
 from shiftkit.bench import transfer as bench_transfer
 from shiftkit.bench.transfer import AccuracyConfig, result_name
@@ -67,3 +68,15 @@ def test_stored_command_rebuilds_its_file_and_config(recorded, path):
     (cfg, out, _), = recorded
     assert out.name == path.name
     assert json.loads(json.dumps(dataclasses.asdict(cfg))) == stored["config"]
+
+
+def test_device_reaches_the_run_and_keeps_gpu_rows_in_their_own_file(recorded, capsys):
+    main(["bench", "transfer", "--device", "cpu", "--results", "r"])
+    (_, out, kw), = recorded
+    assert kw["device"] == "cpu" and out.name == "transfer_accuracy_driftfmnist_100.json"
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit) as e:
+            main(["bench", "transfer", "--device", "cuda", "--results", "r"])
+        assert e.value.code == 2 and "no CUDA" in capsys.readouterr().err and len(recorded) == 1
+    else:
+        assert result_name("d", 100, AccuracyConfig(), device="cuda") == "transfer_accuracy_d_100_cuda.json"

@@ -21,6 +21,8 @@ import torch
 from .. import models, transfer
 from ..checkpoints import atomic_write_json, read_metadata
 from ..data import few_shot, load_domains
+from ..device import make_deterministic, place, resolve_device
+from ..device import provenance as device_provenance
 from ..errors import ConfigError
 from ..metrics import classification_metrics
 from ..train import evaluate, predict_logits
@@ -72,11 +74,12 @@ def setting_suffix(config: dict) -> str:
     return "".join(f"_{p}" for p in parts if p)
 
 
-def result_name(dataset: str, shots: int, cfg: AccuracyConfig, tag: str = "") -> str:
+def result_name(dataset: str, shots: int, cfg: AccuracyConfig, tag: str = "", device: str = "cpu") -> str:
     """transfer_accuracy_<dataset>_<shots>[_<model>][<setting suffix>][_<tag>].json: settings never share a file
     (run_accuracy also refuses a file made with other settings, e.g. another lr grid)."""
     model = "" if cfg.model == "small_cnn" else f"_{cfg.model}"
-    return (f"transfer_accuracy_{dataset}_{shots}{model}{setting_suffix(dataclasses.asdict(cfg))}"
+    where = "" if device == "cpu" else f"_{resolve_device(device).type}"  # GPU numbers never mix with CPU rows
+    return (f"transfer_accuracy_{dataset}_{shots}{model}{setting_suffix(dataclasses.asdict(cfg))}{where}"
             f"{f'_{tag}' if tag else ''}.json")
 
 
@@ -107,12 +110,12 @@ def _ensemble_test(merger, test, cache: dict) -> dict:
 
 
 def run_one(method: str, target, sources: list[Path], base: Path, *, seed: int, select: str, curve_ds,
-            cache: dict | None = None, options: dict | None = None) -> dict:
+            cache: dict | None = None, options: dict | None = None, device: str = "cpu") -> dict:
     """One transfer run; returns test metrics, wall time (merge + training, not the test pass), target
     epochs and the per-source curve."""
     meta = read_metadata(base)
     torch.manual_seed(seed)  # target_only's random init
-    net = models.create(meta["arch"], **json.loads(meta["config"]))
+    net = place(models.create(meta["arch"], **json.loads(meta["config"])), device)
     fields = {f.name for f in dataclasses.fields(transfer.config_class(method))}
     cfg = {"seed": seed, "select": select, **({"base": str(base)} if "base" in fields else {}),
            **{k: v for k, v in (options or {}).items() if k in fields}}
@@ -152,19 +155,21 @@ def run_tuned(method: str, target, sources: list[Path], base: Path, *, lr_grid: 
             "lr_val_accuracy": {str(lr): r["val_accuracy"] for lr, r in runs.items()}}
 
 
-def _zoo(dataset: str, domains, cfg: AccuracyConfig) -> Path:
+def _zoo(dataset: str, domains, cfg: AccuracyConfig, device: str) -> Path:
     out = Path(cfg.zoo_root) / f"{dataset}_{cfg.model}{f'_seed{cfg.zoo_seed}' if cfg.zoo_seed else ''}"
-    transfer.build_zoo(domains, out, cfg=transfer.ZooConfig(model=cfg.model, seed=cfg.zoo_seed), dataset=dataset)
+    transfer.build_zoo(domains, out, cfg=transfer.ZooConfig(model=cfg.model, seed=cfg.zoo_seed), dataset=dataset,
+                       device=device)
     return out
 
 
-def provenance(cfg: AccuracyConfig, zoos: dict[str, str]) -> dict:
+def provenance(cfg: AccuracyConfig, zoos: dict[str, str], device: str = "cpu") -> dict:
     """What decides a result file's numbers: seeds, threads, the zoo's bytes, package versions."""
     import importlib.metadata as md
     import platform
 
     versions = {p: md.version(p) for p in ("torch", "numpy", "safetensors", "shiftkit")}
     return {"seeds": list(cfg.seeds), "zoo_seed": cfg.zoo_seed, "torch_threads": torch.get_num_threads(),
+            **({} if device == "cpu" else {"device": device_provenance(resolve_device(device))}),
             "zoo_sha256": zoos, "python": platform.python_version(), "versions": versions,
             "few_shot": "sample drawn per (target, seed); the source orders of a seed share it, so "
                         "independent units are (target, seed)"}
@@ -178,9 +183,11 @@ def _units(cfg: AccuracyConfig):
                 yield dataset, int(shots), target
 
 
-def run_accuracy(cfg: AccuracyConfig, out: Path, *, command: str, log=print) -> dict:
-    """Run the grid, writing `out` (JSON) after every (target, shots, seed); finished units are not re-run."""
+def run_accuracy(cfg: AccuracyConfig, out: Path, *, command: str, log=print, device: str = "cpu") -> dict:
+    """Run the grid, writing `out` (JSON) after every (target, shots, seed); finished units are not re-run.
+    `device`: where zoo, merges and fine-tuning run (recorded in the provenance; not a setting of the rows)."""
     torch.set_num_threads(1)
+    make_deterministic(resolve_device(device))
     old = json.loads(out.read_text()) if out.is_file() else {}
     rows = old.get("rows", [])
     earlier = old.get("commands") or ([old["command"]] if "command" in old else [])  # older files: one "command"
@@ -199,7 +206,7 @@ def run_accuracy(cfg: AccuracyConfig, out: Path, *, command: str, log=print) -> 
     for dataset, shots, target_idx in _units(cfg):
         if dataset not in domains:
             domains = {dataset: load_domains(dataset)}
-            base, _ = transfer.zoo_sources(_zoo(dataset, domains[dataset], cfg))
+            base, _ = transfer.zoo_sources(_zoo(dataset, domains[dataset], cfg, device))
             zoos[dataset] = zoo_checksum(base.parent)
             was = old.get("provenance", {}).get("zoo_sha256", {}).get(dataset)
             if rows and was != zoos[dataset]:  # rows of another zoo (or of an unrecorded one) must not mix
@@ -225,7 +232,7 @@ def run_accuracy(cfg: AccuracyConfig, out: Path, *, command: str, log=print) -> 
                             row = {**twin, "order": order, "reused_from_order": cfg.orders[0]}
                         else:
                             res = run_tuned(method, target, srcs, base, seed=seed, select=select, lr_grid=cfg.lr_grid,
-                                            options=options,
+                                            options=options, device=device,
                                             curve_ds=curve_ds if (order, seed, select) == (cfg.orders[0], cfg.seeds[0], "best_val") else None,
                                             cache=cache)
                             row = {**dict(zip(fields, key)), **res, "n_sources": len(srcs), "n_test": len(target.test),
@@ -235,6 +242,6 @@ def run_accuracy(cfg: AccuracyConfig, out: Path, *, command: str, log=print) -> 
             log(f"{dataset} target={target_idx} shots={shots} seed={seed}: {len(rows)} rows, "
                 f"{time.perf_counter() - t_start:.0f}s")
             result = {"commands": commands, "config": dataclasses.asdict(cfg), "rows": rows,
-                      "threads": torch.get_num_threads(), "provenance": provenance(cfg, zoos)}
+                      "threads": torch.get_num_threads(), "provenance": provenance(cfg, zoos, device)}
             atomic_write_json(out, result)
     return {"commands": commands, "config": dataclasses.asdict(cfg), "rows": rows}

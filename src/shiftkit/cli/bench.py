@@ -248,7 +248,9 @@ def bench_transfer(dataset: str = typer.Option("driftfmnist", help="driftfmnist 
                                                    help="also run grasp / sequential_* with last-epoch selection"),
                    results: Path = typer.Option(Path("benchmarks/results")),
                    tag: str = typer.Option("", help="suffix of the result file (runs in parallel need distinct files)"),
-                   report_only: bool = typer.Option(False, help="only regenerate RESULTS.md from the JSON")):
+                   report_only: bool = typer.Option(False, help="only regenerate RESULTS.md from the JSON"),
+                   device: str = typer.Option("cpu", help="cpu | cuda | cuda:N | auto: where zoo, merges and "
+                                              "fine-tuning run (a GPU's rows go to a file of their own)")):
     """Transfer accuracy of every method on one dataset and shot count (paired, few-shot, leave-one-out).
 
     Each (dataset, shots, model, setting) writes its own
@@ -262,12 +264,15 @@ def bench_transfer(dataset: str = typer.Option("driftfmnist", help="driftfmnist 
 
     from ..bench import _results
     from ..bench.transfer import result_name, run_accuracy
+    from ..device import check_device_spec
 
     warnings.filterwarnings("ignore", module="torchmetrics")
     if not report_only:
         cfg = _transfer_config(dataset, targets, shots, seeds, methods, model, val_folds=val_folds, lr_grid=lr_grid,
                                zoo_seed=zoo_seed, orders=orders, last_epoch=last_epoch)
-        run_accuracy(cfg, results / result_name(dataset, shots, cfg, tag), command=_results.command_line(), log=say)
+        device = check_device_spec(device)
+        run_accuracy(cfg, results / result_name(dataset, shots, cfg, tag, device), command=_results.command_line(),
+                     log=say, device=device)
     _write_section(results)
 
 
