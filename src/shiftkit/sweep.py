@@ -22,6 +22,7 @@ import torch
 
 from .config import Experiment, TransferMethod, apply_overrides, parse_experiment
 from ._files import read_json
+from .device import resolve_device
 from .errors import ConfigError, ShiftkitError
 from .experiment import claim_run_outputs, prepare, run_experiment, zoo_path
 from .progress import Progress
@@ -124,7 +125,12 @@ def _done(raw: dict) -> dict | None:
             stored = parse_experiment(stored, where=str(path)).dump()
         except ConfigError:  # a config this version refuses is not this point's: the point runs again
             return None
-    return result if stored == raw else None
+    if stored != raw:
+        return None
+    ran_on = (result.get("provenance") or {}).get("device", "cpu")  # results from before devices ran on the CPU
+    if isinstance(raw.get("device"), str) and ran_on != resolve_device(raw["device"]).type:
+        return None  # device "auto" on another machine: the same config would run somewhere else, so it runs again
+    return result
 
 
 def run_grid(exps: list[Experiment], *, executor: str = "local", workers: int = 2, threads: int = 1,

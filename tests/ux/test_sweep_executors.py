@@ -72,3 +72,16 @@ def test_ray_gpus_per_point_without_a_gpu_is_one_line_not_a_hang(ux_env):
     exps = expand_grid(parse_experiment({"out": "runs/g", "grid": {"seed": [0]}, "budget": {"epochs": 1}}))
     with pytest.raises(ConfigError, match="has no GPU"):
         run_grid(exps, executor="ray", workers=1, gpus_per_point=0.25)
+
+
+def test_a_point_done_on_another_device_runs_again(ux_env):
+    exps = expand_grid(parse_experiment({**BASE, "out": "runs/dev", "grid": {"seed": [0]}}))
+    first, = run_grid(exps)
+    path = Path(first["experiment"]["out"]) / "result.json"
+    stored = json.loads(path.read_text())
+    assert run_grid(exps)[0]["provenance"] == stored["provenance"]  # same device: reused
+    stored["provenance"]["device"] = "cuda"  # as if an earlier "auto" run had found a GPU
+    path.write_text(json.dumps(stored))
+    again, = run_grid(exps)
+    assert again["provenance"]["device"] == torch.device("cpu" if not torch.cuda.is_available() else "cuda").type
+    assert json.loads(path.read_text())["provenance"]["device"] == again["provenance"]["device"]

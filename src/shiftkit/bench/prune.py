@@ -19,6 +19,7 @@ import torch
 from .. import models, prune
 from ..checkpoints import load_checkpoint, save_checkpoint
 from ..data import ArrayDataset, apply_drift, corruption_sets, load_domains, temporal_specs
+from ..device import place
 from ..train import TrainConfig, fit, predict_logits
 from . import _results
 
@@ -144,11 +145,12 @@ def _dense_path(cfg: BenchConfig, seed: int) -> Path:
     return Path(cfg.runs_dir) / f"dense_{cfg.tag}_s{seed}.safetensors"
 
 
-def dense_model(cfg: BenchConfig, seed: int) -> torch.nn.Module:
-    """The dense net of one seed (trained once on clean data, cached as safetensors)."""
+def dense_model(cfg: BenchConfig, seed: int, *, device: str | torch.device | None = None) -> torch.nn.Module:
+    """The dense net of one seed (trained once on clean data, cached as safetensors), on `device`."""
     data = _data(cfg)
     torch.manual_seed(seed)
-    net = models.create(cfg.model, num_classes=data.train.num_classes, in_chans=data.train.shape[0], **dict(cfg.model_kwargs))
+    net = place(models.create(cfg.model, num_classes=data.train.num_classes, in_chans=data.train.shape[0],
+                              **dict(cfg.model_kwargs)), device)
     path = _dense_path(cfg, seed)
     with _results.locked(path):  # two workers never train the same seed
         if not path.exists():

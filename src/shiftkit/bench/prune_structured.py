@@ -27,6 +27,7 @@ from torch import nn
 from ..checkpoints import save_checkpoint
 from ..data import ArrayDataset
 from ..errors import ConfigError
+from ..device import check_device_spec, model_device, provenance, resolve_device, to_device
 from ..prune.base import SCOPES
 from ..prune.structured import StructuredConfig, count_macs_params, prune_structured, save_structured
 from ..train import TrainConfig, evaluate_sets, fit
@@ -67,15 +68,17 @@ def _file_ratio(pruned: nn.Module, dense: nn.Module) -> tuple[int, int]:
         return (Path(tmp) / "p.safetensors").stat().st_size, (Path(tmp) / "d.safetensors").stat().st_size
 
 
-def run_one(cfg: StructuredBenchConfig, seed: int, importance: str, speedup: float) -> dict:
-    """Prune one dense net to `speedup` with one importance, recalibrate BN, fine-tune, evaluate."""
+def run_one(cfg: StructuredBenchConfig, seed: int, importance: str, speedup: float, *, device: str = "cpu") -> dict:
+    """Prune one dense net to `speedup` with one importance, recalibrate BN, fine-tune, evaluate (on `device`)."""
     base, data = cfg.base, _data(cfg.base)
-    dense = dense_model(base, seed)
+    dense = dense_model(base, seed, device=device)
     t0 = time.perf_counter()
     out = {"model": base.model, "tag": cfg.tag, "seed": seed, "importance": importance, "speedup_target": speedup}
+    if device != "cpu":
+        out["device"] = provenance(model_device(dense))
     if importance == DENSE:
         net = dense
-        macs = count_macs_params(net, ArrayDataset.to_float(data.test.images[:1]))
+        macs = count_macs_params(net, to_device(ArrayDataset.to_float(data.test.images[:1]), model_device(net)))
         out.update(speedup=1.0, macs_ratio=1.0, params_ratio=1.0, file_ratio=1.0, steps=0, macs=macs[0], params=macs[1])
     else:
         res = prune_structured(dense, data.calib["clean"], StructuredConfig(
@@ -100,7 +103,7 @@ def _key(r: dict) -> tuple:
     return r["seed"], r["importance"], round(r["speedup_target"], 4)
 
 
-def run(cfg: StructuredBenchConfig, jsonl: str | Path, *, progress=print) -> list[dict]:
+def run(cfg: StructuredBenchConfig, jsonl: str | Path, *, progress=print, device: str = "cpu") -> list[dict]:
     """Every missing (seed, importance, speedup) of `cfg`, appended to `jsonl` (resumable); returns all records."""
     jsonl = Path(jsonl)
     jsonl.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +112,7 @@ def run(cfg: StructuredBenchConfig, jsonl: str | Path, *, progress=print) -> lis
     todo = [t for t in cfg.tasks() if (t[0], t[1], round(t[2], 4)) not in done]
     progress(f"{len(done)} runs cached, {len(todo)} to go")
     for n, (seed, imp, s) in enumerate(todo, 1):
-        rec = run_one(cfg, seed, imp, s)
+        rec = run_one(cfg, seed, imp, s, device=device)
         _results.append_jsonl(jsonl, rec)
         records.append(rec)
         progress(f"[{n}/{len(todo)}] {imp} {rec['speedup']:.2f}x seed={seed}: clean {rec['clean']:.3f} "
@@ -248,9 +251,7 @@ def latency(models: dict[str, nn.Module], example: torch.Tensor, *, batches: tup
                             m(x)
                     for _ in range(repeats):
                         for k, m in models.items():
-                            t = time.perf_counter()
-                            m(x)
-                            times[k].append(time.perf_counter() - t)
+                            times[k].append(_timed(m, x))
                 med = {k: statistics.median(v) for k, v in times.items()}
                 for k in models:
                     rows.append({"model": k, "threads": th, "batch": bs, "median_s": med[k],
@@ -260,15 +261,30 @@ def latency(models: dict[str, nn.Module], example: torch.Tensor, *, batches: tup
     return rows
 
 
+def _timed(model: nn.Module, x: torch.Tensor) -> float:
+    """Seconds of one forward pass: wall clock on the CPU, CUDA events on a GPU (the launch returns at once)."""
+    if x.device.type != "cuda":
+        t = time.perf_counter()
+        model(x)
+        return time.perf_counter() - t
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    model(x)
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1e3
+
+
 def main(*, model: str = "resnet20", width: float | None = None, seeds: tuple[int, ...] = (0, 1, 2),
          speedups: tuple[float, ...] = (1.5, 2.0, 3.0), importances: tuple[str, ...] = IMPORTANCE_ARMS,
          ft_train: int = 3000, ft_epochs: int = 2, step: float = 0.01, scope: str = "global", results: str | Path = "benchmarks/results",
          runs_dir: str = "runs/bench_prune", command: str | None = None, report_only: bool = False,
-         base_options: dict | None = None, progress=print) -> str:
+         base_options: dict | None = None, progress=print, device: str = "cpu") -> str:
     """`shiftkit bench prune-structured`: run (resumable), summarize, write
     `<results>/prune_structured_<tag>.json` and the RESULTS.md section; returns the markdown table.
 
     Dense nets are shared with `shiftkit bench prune` (same `runs_dir`, model, seeds and data defaults).
+    `device`: where everything runs; a GPU's runs go to files and a section of their own (`_cuda`).
     """
     from ..prune.channel_importance import IMPORTANCES
 
@@ -281,11 +297,12 @@ def main(*, model: str = "resnet20", width: float | None = None, seeds: tuple[in
     cfg = StructuredBenchConfig(base=base, importances=tuple(importances), speedups=tuple(speedups), step=step,
                                 scope=scope)
     results = Path(results)
-    jsonl = results / f"prune_structured_{cfg.tag}_runs.jsonl"
+    where = "" if check_device_spec(device) == "cpu" else f"_{resolve_device(device).type}"  # never mixed with CPU runs
+    jsonl = results / f"prune_structured_{cfg.tag}{where}_runs.jsonl"
     records = ([r for r in _results.read_jsonl(jsonl) if r.get("tag") == cfg.tag] if report_only
-               else run(cfg, jsonl, progress=progress))
+               else run(cfg, jsonl, progress=progress, device=device))
     rows = summarize(records)
-    summary = results / f"prune_structured_{cfg.tag}.json"
+    summary = results / f"prune_structured_{cfg.tag}{where}.json"
     stored = json.loads(summary.read_text()) if summary.exists() else {}
     earlier = stored.get("commands") or ([stored["command"]] if stored.get("command") else [])
     command = command or _results.command_line()
@@ -293,7 +310,7 @@ def main(*, model: str = "resnet20", width: float | None = None, seeds: tuple[in
     commands = earlier if report_only and earlier else [c for c in earlier if c != command] + [command]
     md = markdown(rows, cfg, commands, records)
     _results.write_result(summary, {"config": config_dict(cfg), "commands": commands, "rows": rows, "markdown": md})
-    _results.update_section(f"prune_structured_{cfg.tag}", md)
+    _results.update_section(f"prune_structured_{cfg.tag}{where}", md)
     return md
 
 
@@ -307,14 +324,17 @@ LATENCY_VARIANTS: dict[str, dict] = {
 
 def main_latency(*, model: str = "resnet20", width: float | None = None, seed: int = 0, speedup: float = 2.0,
                  importance: str = "l2", repeats: int = 30, results: str | Path = "benchmarks/results",
-                 runs_dir: str = "runs/bench_prune", command: str | None = None) -> list[dict]:
+                 runs_dir: str = "runs/bench_prune", command: str | None = None, device: str = "cpu") -> list[dict]:
     """`shiftkit bench prune-structured --latency`: the cached dense net of `seed` vs its pruned copies at `speedup`
     (`LATENCY_VARIANTS`), batch 1 and 64, 1 and 2 threads, timed interleaved in one run; writes
-    `<results>/prune_structured_latency_<tag>.json`. Run it alone."""
+    `<results>/prune_structured_latency_<tag>.json`. Run it alone. On a GPU (`device`): CUDA events, one thread
+    setting, its own file and section (`_cuda`)."""
     base = BenchConfig(model=model, model_kwargs=(("width", width),) if width is not None else (), seeds=(seed,),
                        runs_dir=runs_dir)
     data = _data(base)
-    dense = dense_model(base, seed).eval()
+    dense = dense_model(base, seed, device=device).eval()
+    dev = model_device(dense)
+    where = "" if dev.type == "cpu" else f"_{dev.type}"
     nets, variants = {"dense": dense}, {}
     for name, options in LATENCY_VARIANTS.items():
         res = prune_structured(dense, data.calib["clean"],
@@ -322,11 +342,13 @@ def main_latency(*, model: str = "resnet20", width: float | None = None, seed: i
         nets[name] = res.model
         variants[name] = {"options": options, "speedup": res.speedup, "macs_ratio": res.macs_after / res.macs_before,
                           "params_ratio": res.params_after / res.params_before}
-    rows = latency(nets, ArrayDataset.to_float(data.test.images[:1]), repeats=repeats)
+    rows = latency(nets, to_device(ArrayDataset.to_float(data.test.images[:1]), dev), repeats=repeats,
+                   **({} if dev.type == "cpu" else {"threads": (torch.get_num_threads(),)}))
     record = {"model": base.tag, "speedup": speedup, "importance": importance, "seed": seed, "variants": variants,
-              "command": command or _results.command_line(), "threads_available": os.cpu_count(), "rows": rows}
-    _results.write_result(Path(results) / f"prune_structured_latency_{base.tag}.json", record)
-    _results.update_section(f"prune_structured_latency_{base.tag}", latency_markdown(record))
+              "command": command or _results.command_line(), "threads_available": os.cpu_count(), "rows": rows,
+              **({} if dev.type == "cpu" else {"device": provenance(dev)})}
+    _results.write_result(Path(results) / f"prune_structured_latency_{base.tag}{where}.json", record)
+    _results.update_section(f"prune_structured_latency_{base.tag}{where}", latency_markdown(record))
     return rows
 
 
@@ -342,7 +364,9 @@ def latency_markdown(record: dict) -> str:
                                for v in variants)) for th, bs in keys])
     nets = "; ".join(f"{v}: {d['speedup']:.2f}x, MACs ×{d['macs_ratio']:.3f}, params ×{d['params_ratio']:.3f}"
                      for v, d in variants.items())
-    return (f"### Structural pruning: CPU latency, {record['model']}\n\nCommand: `{record['command']}`\n\n"
+    dev = record.get("device")
+    where = "CPU" if dev is None else f"GPU ({dev.get('device_name', dev['device'])}, CUDA events)"
+    return (f"### Structural pruning: {where} latency, {record['model']}\n\nCommand: `{record['command']}`\n\n"
             f"Dense vs its {record['speedup']:g}x FLOP-reduced copies ({record['importance']} importance, seed "
             f"{record['seed']}; {nets}); forward pass in inference mode, median of interleaved runs, measured in one "
             f"process, one model at a time. Only speed is measured here, not the accuracy of the variants.\n\n{table}")

@@ -345,6 +345,7 @@ def bench_prune_structured(
     importance: str = typer.Option("l2", help="--latency: the importance of the timed pruned net"),
     report_only: bool = typer.Option(False, help="only rebuild the table from the cached runs"),
     results: Path = typer.Option(Path("benchmarks/results")),
+    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N | auto (a GPU's runs and latency: files of their own)"),
 ):
     """Structural (channel) pruning under shift: every channel importance at each FLOP speedup, fine-tuned alike;
     params, MACs and file size; or, with --latency, CPU latency at batch 1 and 64 (1 and 2 threads).
@@ -358,12 +359,13 @@ def bench_prune_structured(
     seed_list = tuple(int(s) for s in _floats(seeds, "--seeds"))
     if latency:
         rows = bs.main_latency(model=model, width=width, seed=seed_list[0], speedup=speedup, importance=importance,
-                               results=results, command=_results.command_line())
+                               results=results, command=_results.command_line(), device=device)
         table(rows, title=f"{model}: latency of the {speedup}x pruned net relative to the dense one (same run)")
         return
     md = bs.main(model=model, width=width, seeds=seed_list, speedups=_floats(speedups, "--speedups"),
                  importances=tuple(i for i in importances.split(",") if i) or bs.IMPORTANCE_ARMS, ft_train=ft_train,
-                 ft_epochs=ft_epochs, scope=scope, results=results, report_only=report_only, progress=say)
+                 ft_epochs=ft_epochs, scope=scope, results=results, report_only=report_only, progress=say,
+                 device=device)
     say(md)
 
 
@@ -373,6 +375,7 @@ def bench_merge_prune(
                                 help="comma-separated merge -> prune YAMLs (pipeline: transfer, prune) or folders of them"),
     seeds: str = typer.Option("0,1,2"), results: Path = typer.Option(Path("benchmarks/results")),
     report_only: bool = typer.Option(False, help="only rebuild the table from RESULTS/merge_prune.json"),
+    device: Optional[str] = typer.Option(None, help="override every config's device (auto | cpu | cuda | cuda:N)"),
 ):
     """Merge -> prune under shift: each config's seed sweep (`shiftkit sweep CONFIG --grid seed=...`), then one
     row per config: the merged vs the pruned model on the target bin and on the other bins, paired by seed.
@@ -392,7 +395,7 @@ def bench_merge_prune(
     seed_list = [int(s) for s in _floats(seeds, "--seeds")]
     exps = {}
     for path in mp.config_paths(configs):  # every config checked before any point runs
-        exp = load_experiment(path)
+        exp = load_experiment(path, overrides={"device": device} if device else ())
         mp.check_config(path, exp.dump())
         exps[path.stem] = expand_grid(exp, {"seed": seed_list})
     rows = []
