@@ -2,7 +2,8 @@
 # `make gpu-check`: the GPU tests (tests/gpu) and the GPU benchmarks, on one CUDA GPU, with no network.
 # Uses whichever Python already has torch with CUDA: PYTHON=python3 make gpu-check (the checkout on PYTHONPATH;
 # on a bare image `source .gpu/setup.sh` first, made by ../shared/gpu/prepare.sh). Budget: under 6 minutes.
-# Writes benchmarks/results/{train_speed_cuda,transfer_memory_gpu,gpu_check}.json and their RESULTS.md sections.
+# Writes benchmarks/results/{train_speed_cuda*,transfer_memory_gpu,prune_speed_gpu,prune_structured_latency_*_cuda}.json
+# and their RESULTS.md sections (RESULTS=DIR puts the JSON elsewhere, e.g. $OUT on a lent machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -35,6 +36,10 @@ t0=$(date +%s)
   --out "$RESULTS/train_speed_cuda.json"
 "$PY" -m shiftkit bench train-speed --device cuda --precision bf16 --model resnet20 --epochs 1 --repeats 2 --threads 4 \
   --out "$RESULTS/train_speed_cuda_bf16.json"
-"$PY" -m shiftkit bench transfer-memory --device cuda --archs resnet20,resnet50 --ks 2,8,64 \
-  --fusion-max-k resnet20=64,resnet50=16 --folder runs/bench_memory_gpu --results "$RESULTS"
+"$PY" -m shiftkit bench transfer-memory --device cuda --archs resnet20 --ks 2,8,64 --fusion-max-k resnet20=64 \
+  --folder runs/bench_memory_gpu --results "$RESULTS"
+"$PY" -m shiftkit bench transfer-memory --device cuda --archs resnet50 --ks 2,16 --fusion-max-k resnet50=16 \
+  --folder runs/bench_memory_gpu --results "$RESULTS"
+"$PY" -m shiftkit bench prune-speed --device cuda --model vgg11 --n 1000 --threads 4 --results "$RESULTS"
+"$PY" -m shiftkit bench prune-structured --latency --device cuda --model resnet20 --results "$RESULTS"
 echo "gpu-check: done in $(( $(date +%s) - t0 )) s"

@@ -164,7 +164,9 @@ def bench_prune_bn(
 def bench_prune_speed(model: str = typer.Option("vgg11"), width: float = typer.Option(1.0), n: int = typer.Option(1000),
                       loop_pairs: int = typer.Option(4000, help="channel pairs the per-pair loop is timed on"),
                       threads: int = typer.Option(1), root: Optional[Path] = typer.Option(None),
-                      results: Path = typer.Option(Path("benchmarks/results"))):
+                      results: Path = typer.Option(Path("benchmarks/results")),
+                      device: str = typer.Option("cpu", help="cpu: the loop comparison (published) | cuda: connectivity "
+                                                 "and a forward pass on the GPU vs the CPU, in one run")):
     """Connectivity speed: one pass with running sums vs the per-pair np.corrcoef loop and vs a forward pass.
 
     Example: shiftkit bench prune-speed --model vgg11 --n 1000
@@ -172,9 +174,17 @@ def bench_prune_speed(model: str = typer.Option("vgg11"), width: float = typer.O
     import torch
 
     from ..bench import _results, prune_report
-    from ..bench.prune_speed import run_speed, speed_markdown
+    from ..bench.prune_speed import device_speed_markdown, run_device_speed, run_speed, speed_markdown
+    from ..device import resolve_device
 
     torch.set_num_threads(threads)
+    if resolve_device(device).type != "cpu":
+        r = {**run_device_speed(model=model, width=width, n=n, root=root, device=device),
+             "command": _results.command_line()}
+        _results.write_result(results / "prune_speed_gpu.json", r)
+        _results.update_section("prune-speed-gpu", device_speed_markdown(r))
+        say(device_speed_markdown(r))
+        return
     r = run_speed(model=model, width=width, n=n, loop_pairs=loop_pairs, root=root)
     r["command"] = _results.command_line()
     _results.write_result(results / "prune_speed.json", r)
