@@ -5,7 +5,8 @@ benchmarks/RELIABILITY.md with the command (`make reliability` = `python -m test
 Each part lives in a module beside this one: _crash.py / _crash_prune.py (SIGKILL + resume, children
 forked by _zygote.py), _hostile.py (checkpoints), _classes.py + inputs.py (issue 13's classes, each
 check a `python -m shiftkit` process), _fuzz.py (datasets), _badopts.py (API and CLI options),
-_concurrency.py (benchmark result writers, and two runs claiming one output).
+_concurrency.py (benchmark result writers, and two runs claiming one output), _outputs.py (issue 22's
+output classes: special files, symlinked locks, clashing outputs, Ctrl-C; hostile YAML, grids, report inputs).
 """
 from __future__ import annotations
 
@@ -69,6 +70,24 @@ BUGS_FIXED = [
      "issue 13 (racing runs), issue 15"),
     ("bench/prune.py + bench/_results.py", "a sweep killed mid-append left a torn JSONL line that made every "
      "resume crash; read_jsonl drops it, append_jsonl is one fsync'ed O_APPEND write", "crash safety (pruning sweep)"),
+    ("_files.py + checkpoints.atomic_write", "`export --out /dev/null` replaced the device node with a regular file (the "
+     "final rename went over it); a lock file symlinked to a victim truncated it; outputs are checked before any "
+     "work (devices, FIFOs, sockets, folders refused), the rename re-checks, locks are opened O_NOFOLLOW", "issue 22 (outputs)"),
+    ("cli/_common.py (from_flags), experiment.py", "`--out d/m.v1` and `d/m.v2` shared the results folder d/m; "
+     "`--out d/model` made the results folder the model's own path and died after training; the whole output "
+     "set is checked and claimed before training", "issue 22 (outputs)"),
+    ("experiment.py + checkpoints.atomic_write_many", "a failed write left experiment.json describing a run whose "
+     "result.json was the earlier one; the three files are committed together at the end", "issue 22 (full disk)"),
+    ("cli/_common.py", "Ctrl-C exited 0 with no message (typer's returned 130 was dropped); now exit 130, "
+     "`shiftkit: interrupted`", "issue 22 (interrupt)"),
+    ("sweep.py", "grid values whose slugs read alike (`X/a-b`, `X/a/b`) shared one folder; a 27-million point grid "
+     "was built before being counted", "issue 22 (sweep)"),
+    ("config.py", "a 1.6 kB YAML alias bomb took gigabytes through error messages and dump; duplicate keys silently "
+     "took the last value; every error re-parsed the file with the pure-Python loader", "issue 22 (YAML)"),
+    ("report.py, sweep.py, transfer/zoo.py, prune/structured.py", "report / sweep / zoo / structured-pruning JSON was "
+     "read without the bounded reader: a FIFO hung, /dev/zero blew up, deep or odd-shaped JSON crashed; `report` "
+     "on a missing folder created it", "issue 22 (readers)"),
+    ("data/tinyimagenet.py", "the duplicate check of wnids.txt was quadratic (list.count per line)", "issue 22 (readers)"),
 ]
 
 
@@ -90,6 +109,7 @@ def run(*, kills: int = 24, prune_kills: int = 20, fuzz_per_format: int = 300, h
     from ._crash_prune import prune_campaign
     from ._fuzz import run_fuzz
     from ._hostile import check_hostile, check_hostile_cli
+    from ._outputs import run_outputs
     from ._zygote import Zygote
     from ._tiny import tiny_domains, tiny_net
 
@@ -124,6 +144,8 @@ def run(*, kills: int = 24, prune_kills: int = 20, fuzz_per_format: int = 300, h
             work / "concurrency", writers=4, rounds=25), log)
         report["racing_runs"], seconds["racing_runs"] = _section("two runs writing one output", lambda: racing_runs(
             work / "racing"), log)
+        report["outputs"], seconds["outputs"] = _section("issue 22: outputs, interrupts, hostile YAML / grids / report inputs",
+                                                          lambda: run_outputs(work / "outputs"), log)
     finally:
         zygote.close()
         if own:
@@ -158,13 +180,14 @@ def summarize(r: dict) -> dict:
         "bad_option_failures": len(api["failures"]) + len(cli["failures"]),
         "concurrent_updates": cc["updates"], "partial_reads": len(cc["partial_reads"]),
         "racing_runs": race["pairs"], "racing_runs_refused": race["refused"], "data_lost": lost,
+        "output_cases": r["outputs"]["cases"], "output_failures": len(r["outputs"]["failures"]),
     }
 
 
 def failed(s: dict) -> bool:
     """Whether any check failed (the printing class is reported apart: its fix lives in the CLI)."""
     counts = ("partial_files_accepted", "hostile_accepted", "class_failures", "fuzz_failures", "bad_option_failures",
-              "partial_reads", "data_lost")
+              "partial_reads", "data_lost", "output_failures")
     return any(s[k] for k in counts) or s["code_executed"] or not s["resumes_bitwise_equal"] \
         or s["racing_runs_refused"] != s["racing_runs"]
 
@@ -211,6 +234,8 @@ def render_markdown(r: dict, command: str) -> str:
         ("concurrent benchmark writes / partial reads seen", f"{s['concurrent_updates']} / {s['partial_reads']}"),
         ("two `shiftkit run` racing on one output: refused by the lock / both finished (silent loss)",
          f"{s['racing_runs_refused']} of {s['racing_runs']} / {r['racing_runs']['outcomes'].count('both finished')}"),
+        ("issue-22 output / input cases (`python -m shiftkit`, one process each) / failed",
+         f"{s['output_cases']} ({_per_class(r['outputs'])}) / {s['output_failures']}"),
         ("**data lost**", f"**{s['data_lost']}**"),
     ]
     table = "\n".join(f"| {a} | {b} |" for a, b in rows)
@@ -277,6 +302,17 @@ One error line per class (the last stderr line of one check):
   one finishes, the other stops with one line (an advisory flock on `.NAME.lock` beside each output,
   held until exit): `{(r['racing_runs']['stderr'] or [''])[0]}`
 
+- **Issue 22's outputs and inputs** (`harness/_outputs.py`), each a `python -m shiftkit` process: outputs
+  that are FIFOs, sockets, character devices or folders (export, train, import, prune), lock files that
+  are symlinks (to a victim, dangling) or FIFOs, results folders and model files that clash or would
+  lie inside one another, a file where a folder goes, names too long once the lock / temp suffixes are
+  added, sweep / report outputs in the way: exit 2, one line naming the path, what was there untouched,
+  nothing created. SIGINT during `train`: exit 130, `shiftkit: interrupted`, no temp or lock file left.
+  YAML alias bombs (9^9 values), duplicate and recursive keys, 80-deep nesting, huge values; a 27-million
+  point grid; a results folder holding a FIFO, a link to /dev/zero, 100k-deep and unknown-shape JSON
+  (skipped with a warning each, the report still written); grid values whose slugs read alike (one
+  folder each). Failures: {'none' if not r['outputs']['failures'] else '; '.join(f"{x['case']}: {x['problem']}" for x in r['outputs']['failures'])}
+
 A few of the CLI's one-line errors:
 
 {cli_lines}
@@ -287,6 +323,10 @@ A few of the CLI's one-line errors:
 |---|---|---|
 {bugs}
 """
+
+
+def _per_class(outputs: dict) -> str:
+    return ", ".join(f"{k}: {v['cases']}" for k, v in outputs["per_class"].items())
 
 
 def _one_per_class(lines: dict[str, str]) -> dict[str, str]:
