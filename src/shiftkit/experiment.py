@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 
 from ._compat import check_fits, check_runs
-from ._files import claim_outputs
+from ._files import check_folder, claim_outputs
 from .checkpoints import atomic_write_many, json_bytes, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import BudgetConfig, Experiment, PruneMethod, TransferMethod, method_options
 from .data import domain_index
@@ -213,6 +213,7 @@ def prepare(exp: Experiment, domains=None, *, exclude: tuple[int, ...] | None = 
     target = domain_index(domains, exp.data.target, "data.target")
     exclude = (target,) if exclude is None else tuple(domain_index(domains, i, "exclude") for i in exclude)
     zoo, m = zoo_path(exp), exp.method
+    check_folder(zoo, "zoo folder (method.zoo)")  # a file or an unwritable place: before any source is trained
     cfg = ZooConfig(model=exp.model.name, model_kwargs=dict(exp.model.kwargs), base_domain=m.base_domain,
                     base_epochs=m.base_epochs, source_epochs=m.source_epochs, base_lr=m.base_lr, source_lr=m.source_lr,
                     batch_size=m.zoo_batch_size, seed=exp.seed, augment=exp.data.augment, base_file=m.base)

@@ -210,3 +210,22 @@ def test_ctrl_c_during_train_exits_130_and_leaves_nothing_half_written(tmp_path,
     assert err.strip().splitlines()[-1] == "shiftkit: interrupted" and "Traceback" not in err
     left = [q.name for q in out.parent.rglob("*") if q.name.endswith((".tmp", ".lock"))]
     assert left == [] and not out.exists()
+
+
+def test_bench_outputs_are_checked_before_any_work(tmp_path, capsys):
+    fifo = _specials(tmp_path)["fifo"]
+    for argv in (["bench", "data-speed", "--out", str(fifo)], ["bench", "prune", "--results", str(fifo)]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and len(err.splitlines()) == 1 and str(fifo) in err and _kind(fifo) == stat.S_IFIFO
+
+
+def test_a_zoo_folder_that_is_a_file_is_refused_before_training(tmp_path):
+    from shiftkit.experiment import prepare
+
+    (tmp_path / "zoo").write_text("a file\n")
+    exp = parse_experiment({"method": {"kind": "transfer", "zoo": str(tmp_path / "zoo")}})
+    with pytest.raises(OutputError, match="zoo folder .method.zoo. exists and is not a folder"):
+        prepare(exp, domains=[object(), object(), object()])
+    assert (tmp_path / "zoo").read_text() == "a file\n"

@@ -1,6 +1,7 @@
 """`shiftkit bench ...`: benchmarks that write JSON to benchmarks/results/ and update benchmarks/RESULTS.md."""
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -413,3 +414,24 @@ def bench_merge_prune(
         say(f"{name}: {len(points)} points")
         rows += [mp.point_row(name, r) for r in run_grid(points)]
     say(mp.write(results, rows, _results.command_line()))
+
+
+def _outputs_checked_first(fn):
+    """A bench command that first checks where it will write (`--results` folder, `--out` file, RESULTS.md):
+    a device, FIFO or folder in a file's place, or an unwritable place, is one line before hours of work."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        from .._files import check_folder, check_output
+        from ..bench import _results
+
+        if isinstance(kwargs.get("results"), Path):
+            check_folder(kwargs["results"], "results folder (--results)")
+        if isinstance(kwargs.get("out"), Path):
+            check_output(kwargs["out"], "result file (--out)")
+        check_output(_results.RESULTS_MD, "results table")
+        return fn(*args, **kwargs)
+    return run
+
+
+for _command in commands.registered_commands:  # every bench command, one wrapper
+    _command.callback = _outputs_checked_first(_command.callback)
