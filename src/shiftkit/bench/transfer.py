@@ -21,7 +21,7 @@ import torch
 from .. import models, transfer
 from ..checkpoints import atomic_write_json, read_metadata
 from ..data import few_shot, load_domains
-from ..device import make_deterministic, place, resolve_device
+from ..device import check_precision, make_deterministic, place, resolve_device
 from ..device import provenance as device_provenance
 from ..errors import ConfigError
 from ..metrics import classification_metrics
@@ -74,11 +74,13 @@ def setting_suffix(config: dict) -> str:
     return "".join(f"_{p}" for p in parts if p)
 
 
-def result_name(dataset: str, shots: int, cfg: AccuracyConfig, tag: str = "", device: str = "cpu") -> str:
+def result_name(dataset: str, shots: int, cfg: AccuracyConfig, tag: str = "", device: str = "cpu",
+                precision: str = "fp32") -> str:
     """transfer_accuracy_<dataset>_<shots>[_<model>][<setting suffix>][_<tag>].json: settings never share a file
     (run_accuracy also refuses a file made with other settings, e.g. another lr grid)."""
     model = "" if cfg.model == "small_cnn" else f"_{cfg.model}"
     where = "" if device == "cpu" else f"_{resolve_device(device).type}"  # GPU numbers never mix with CPU rows
+    where += "" if precision == "fp32" else f"_{precision}"
     return (f"transfer_accuracy_{dataset}_{shots}{model}{setting_suffix(dataclasses.asdict(cfg))}{where}"
             f"{f'_{tag}' if tag else ''}.json")
 
@@ -183,9 +185,11 @@ def _units(cfg: AccuracyConfig):
                 yield dataset, int(shots), target
 
 
-def run_accuracy(cfg: AccuracyConfig, out: Path, *, command: str, log=print, device: str = "cpu") -> dict:
+def run_accuracy(cfg: AccuracyConfig, out: Path, *, command: str, log=print, device: str = "cpu",
+                 precision: str = "fp32") -> dict:
     """Run the grid, writing `out` (JSON) after every (target, shots, seed); finished units are not re-run.
-    `device`: where zoo, merges and fine-tuning run (recorded in the provenance; not a setting of the rows)."""
+    `device`: where zoo, merges and fine-tuning run; `precision`: of the methods' target fine-tuning (the zoo
+    stays fp32, so the two precisions merge the same sources). Both recorded in the provenance."""
     torch.set_num_threads(1)
     make_deterministic(resolve_device(device))
     old = json.loads(out.read_text()) if out.is_file() else {}
@@ -197,6 +201,8 @@ def run_accuracy(cfg: AccuracyConfig, out: Path, *, command: str, log=print, dev
                    for k in SETTINGS):
         raise ConfigError(f"{out}: made with other settings ({ {k: old['config'].get(k) for k in SETTINGS} }); use another --tag")
     options = {"val_folds": cfg.val_folds} if cfg.val_folds else {}
+    if precision != "fp32":
+        options["precision"] = check_precision(precision, resolve_device(device))
     zoos: dict[str, str] = {}
     for r in rows:
         r.setdefault("model", "small_cnn")  # rows written before the model was recorded
@@ -242,6 +248,7 @@ def run_accuracy(cfg: AccuracyConfig, out: Path, *, command: str, log=print, dev
             log(f"{dataset} target={target_idx} shots={shots} seed={seed}: {len(rows)} rows, "
                 f"{time.perf_counter() - t_start:.0f}s")
             result = {"commands": commands, "config": dataclasses.asdict(cfg), "rows": rows,
-                      "threads": torch.get_num_threads(), "provenance": provenance(cfg, zoos, device)}
+                      "threads": torch.get_num_threads(), "provenance": {**provenance(cfg, zoos, device),
+                                                 **({"precision": precision} if precision != "fp32" else {})}}
             atomic_write_json(out, result)
     return {"commands": commands, "config": dataclasses.asdict(cfg), "rows": rows}

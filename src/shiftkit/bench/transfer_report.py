@@ -158,13 +158,20 @@ def _curves(rows: list[dict], plot: Path, title: str) -> None:
         line_plot(series, plot, title=title, xlabel="sources absorbed", ylabel="target accuracy (500-image test subsample, seed 0)")
 
 
+def _runtime(prov: dict) -> str:
+    """"cuda", "bf16", "cuda_bf16" for rows not made on the CPU in fp32 ("" for those: the published runs)."""
+    dev = prov.get("device") or {}
+    parts = [dev.get("device", "cpu") if isinstance(dev, dict) else str(dev), prov.get("precision", "fp32")]
+    return "_".join(p for p in parts if p not in ("cpu", "fp32"))
+
+
 def setting_label(config: dict) -> str:
     """What a result file's setting is, in words (its config's SETTINGS fields; absent = the default)."""
     suffix = setting_suffix(config)
     folds, grid, zoo = (config.get(k, AccuracyConfig.__dataclass_fields__[k].default) for k in ("val_folds", "lr_grid", "zoo_seed"))
     words = [f"{folds}-fold selection over train ∪ val" if folds else "selection on the val split",
              f"lr picked on target val from {{{', '.join(f'{lr:g}' for lr in grid)}}}" if grid else "each method's default lr",
-             f"zoo seed {zoo}"]
+             f"zoo seed {zoo}"] + ([f"run as {config['_runtime']} (not the CPU fp32 runs)"] if config.get("_runtime") else [])
     return f"{'setting ' + suffix.lstrip('_') if suffix else 'reference setting'} ({', '.join(words)})"
 
 
@@ -174,8 +181,9 @@ def _group(results: list[dict]) -> dict[tuple, tuple[list[dict], list[str], dict
     reference setting first."""
     groups: dict[tuple, tuple[list[dict], list[str], dict]] = {}
     for res in results:
-        config = res.get("config", {})
-        suffix = setting_suffix(config)
+        where = _runtime(res.get("provenance") or {})
+        config = {**res.get("config", {}), **({"_runtime": where} if where else {})}
+        suffix = setting_suffix(config) + (f"_{where}" if where else "")  # a GPU's or bf16's rows: their own table
         for r in res["rows"]:
             r.setdefault("model", "small_cnn")  # rows written before the model was recorded
             rows, commands, _ = groups.setdefault((r["dataset"], r["model"], r["shots"], suffix), ([], [], config))

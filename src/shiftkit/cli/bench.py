@@ -261,7 +261,9 @@ def bench_transfer(dataset: str = typer.Option("driftfmnist", help="driftfmnist 
                    tag: str = typer.Option("", help="suffix of the result file (runs in parallel need distinct files)"),
                    report_only: bool = typer.Option(False, help="only regenerate RESULTS.md from the JSON"),
                    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N | auto: where zoo, merges and "
-                                              "fine-tuning run (a GPU's rows go to a file of their own)")):
+                                              "fine-tuning run (a GPU's rows go to a file of their own)"),
+                   precision: str = typer.Option("fp32", help="fp32 | bf16 | fp16: the methods' fine-tuning (zoo: "
+                                                 "fp32); not fp32: a file of its own, to compare verdicts")):
     """Transfer accuracy of every method on one dataset and shot count (paired, few-shot, leave-one-out).
 
     Each (dataset, shots, model, setting) writes its own
@@ -282,8 +284,8 @@ def bench_transfer(dataset: str = typer.Option("driftfmnist", help="driftfmnist 
         cfg = _transfer_config(dataset, targets, shots, seeds, methods, model, val_folds=val_folds, lr_grid=lr_grid,
                                zoo_seed=zoo_seed, orders=orders, last_epoch=last_epoch)
         device = check_device_spec(device)
-        run_accuracy(cfg, results / result_name(dataset, shots, cfg, tag, device), command=_results.command_line(),
-                     log=say, device=device)
+        run_accuracy(cfg, results / result_name(dataset, shots, cfg, tag, device, precision),
+                     command=_results.command_line(), log=say, device=device, precision=precision)
     _write_section(results)
 
 
