@@ -83,5 +83,6 @@ def load_fashion_mnist(root: str | os.PathLike | None = None, *, train: bool = T
     n_cls = len(FASHION_CLASSES)
     if len(labels) and (labels.min() < 0 or labels.max() >= n_cls):
         raise DataError(f"{lbl_path}: labels outside [0, {n_cls})")
-    x = torch.from_numpy(to_uint8(images, str(img_path))).unsqueeze(1)  # (N, 1, 28, 28); wider dtypes by their range
+    # np.require copies a read-only uint8 payload (torch warns on non-writable arrays, and the CLI turns warnings into lines)
+    x = torch.from_numpy(np.require(to_uint8(images, str(img_path)), requirements="W")).unsqueeze(1)  # (N, 1, 28, 28)
     return ArrayDataset(x, torch.from_numpy(labels.astype(np.int64)), list(FASHION_CLASSES), {"source": str(img_path)})
