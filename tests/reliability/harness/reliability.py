@@ -6,7 +6,9 @@ Each part lives in a module beside this one: _crash.py / _crash_prune.py (SIGKIL
 forked by _zygote.py), _hostile.py (checkpoints), _classes.py + inputs.py (issue 13's classes, each
 check a `python -m shiftkit` process), _fuzz.py (datasets), _badopts.py (API and CLI options),
 _concurrency.py (benchmark result writers, and two runs claiming one output), _outputs.py (issue 22's
-output classes: special files, symlinked locks, clashing outputs, Ctrl-C; hostile YAML, grids, report inputs).
+output classes: special files, symlinked locks, clashing outputs, Ctrl-C; hostile YAML, grids, report inputs),
+_silent.py (issue 22's silently wrong results and allocation caps: divergence, NaN/Inf logits, models meeting
+other data, out-of-range values, resume, wide-range pixels).
 """
 from __future__ import annotations
 
@@ -88,6 +90,22 @@ BUGS_FIXED = [
      "read without the bounded reader: a FIFO hung, /dev/zero blew up, deep or odd-shaped JSON crashed; `report` "
      "on a missing folder created it", "issue 22 (readers)"),
     ("data/tinyimagenet.py", "the duplicate check of wnids.txt was quadratic (list.count per line)", "issue 22 (readers)"),
+    ("train.py + checkpoints.save_checkpoint", "`train --lr 1e6` trained to NaN, saved NaN weights and printed accuracy "
+     "0.0 as a result; fit checks loss and weights once per epoch (DivergedError naming the epoch, or keep_best), "
+     "save_checkpoint refuses NaN/Inf", "issue 22 (divergence)"),
+    ("train.evaluate + experiment.py + cli eval", "finite but huge weights gave NaN logits and a normal-looking "
+     "table; the metrics are marked invalid and the table / result say so", "issue 22 (invalid scores)"),
+    ("_compat.py (experiment.py, api.py)", "a 3-class or RGB checkpoint on 10-class grayscale data gave garbage "
+     "or a torch traceback; one check of classes / channels (and a one-image forward) where a model meets data",
+     "issue 22 (model vs data)"),
+    ("data/_pixels.py (data/_images.py, data/idx.py)", "16-bit PNGs clipped at 255, float TIFFs read black, float / "
+     "wide-int IDX cast to uint8; converted by their real range or refused naming the file", "issue 22 (decoding)"),
+    ("config.py, models/_factory.py, prune/structured.py, prune/pruner.py, cli", "negative few-shot used as a slice end, "
+     "NaN/inf learning rates, 2^64 seeds, width 0 / 1e8, a 1e-9 structured step, 1e9 pruning rounds, a [1,3,60000,"
+     "60000] input_shape: range-checked or capped before allocating", "issue 22 (ranges, caps)"),
+    ("transfer/_resume.py, experiment.prepare", "`transfer --resume` with another --few-shot reused the old model; "
+     "`sources --out <zoo>` with other settings showed the old zoo; resume compares config and target data, "
+     "sources refuses", "issue 22 (resume)"),
 ]
 
 
@@ -110,6 +128,7 @@ def run(*, kills: int = 24, prune_kills: int = 20, fuzz_per_format: int = 300, h
     from ._fuzz import run_fuzz
     from ._hostile import check_hostile, check_hostile_cli
     from ._outputs import run_outputs
+    from ._silent import run_silent
     from ._zygote import Zygote
     from ._tiny import tiny_domains, tiny_net
 
@@ -146,6 +165,8 @@ def run(*, kills: int = 24, prune_kills: int = 20, fuzz_per_format: int = 300, h
             work / "racing"), log)
         report["outputs"], seconds["outputs"] = _section("issue 22: outputs, interrupts, hostile YAML / grids / report inputs",
                                                           lambda: run_outputs(work / "outputs"), log)
+        report["silent"], seconds["silent"] = _section("issue 22: silently wrong results, allocation caps",
+                                                        lambda: run_silent(work / "silent", log=log), log)
     finally:
         zygote.close()
         if own:
@@ -181,13 +202,14 @@ def summarize(r: dict) -> dict:
         "concurrent_updates": cc["updates"], "partial_reads": len(cc["partial_reads"]),
         "racing_runs": race["pairs"], "racing_runs_refused": race["refused"], "data_lost": lost,
         "output_cases": r["outputs"]["cases"], "output_failures": len(r["outputs"]["failures"]),
+        "silent_cases": r["silent"]["cases"], "silent_failures": len(r["silent"]["failures"]),
     }
 
 
 def failed(s: dict) -> bool:
     """Whether any check failed (the printing class is reported apart: its fix lives in the CLI)."""
     counts = ("partial_files_accepted", "hostile_accepted", "class_failures", "fuzz_failures", "bad_option_failures",
-              "partial_reads", "data_lost", "output_failures")
+              "partial_reads", "data_lost", "output_failures", "silent_failures")
     return any(s[k] for k in counts) or s["code_executed"] or not s["resumes_bitwise_equal"] \
         or s["racing_runs_refused"] != s["racing_runs"]
 
@@ -236,6 +258,8 @@ def render_markdown(r: dict, command: str) -> str:
          f"{s['racing_runs_refused']} of {s['racing_runs']} / {r['racing_runs']['outcomes'].count('both finished')}"),
         ("issue-22 output / input cases (`python -m shiftkit`, one process each) / failed",
          f"{s['output_cases']} ({_per_class(r['outputs'])}) / {s['output_failures']}"),
+        ("issue-22 silently-wrong / allocation cases (CLI processes + in-process decoding) / failed",
+         f"{s['silent_cases']} ({_per_class(r['silent'])}) / {s['silent_failures']}"),
         ("**data lost**", f"**{s['data_lost']}**"),
     ]
     table = "\n".join(f"| {a} | {b} |" for a, b in rows)
@@ -312,6 +336,16 @@ One error line per class (the last stderr line of one check):
   point grid; a results folder holding a FIFO, a link to /dev/zero, 100k-deep and unknown-shape JSON
   (skipped with a warning each, the report still written); grid values whose slugs read alike (one
   folder each). Failures: {'none' if not r['outputs']['failures'] else '; '.join(f"{x['case']}: {x['problem']}" for x in r['outputs']['failures'])}
+
+- **Issue 22's silently wrong results and allocation caps** (`harness/_silent.py`), each a `python -m shiftkit`
+  process: train / prune fine-tune / transfer / run with learning rates that overflow (exit 2, one line naming
+  the epoch, no model file), checkpoints with finite but huge weights (eval and run say INVALID), 2-, 3-, 5-,
+  12-class and RGB checkpoints on 10-class grayscale data and a grayscale one on RGB images (one line naming
+  both), counts / sizes / rates / seeds out of range (one line naming the key), width 0 / 1e8, a 1e-9
+  structured step, 1e9 pruning rounds and hostile structured input shapes (refused before allocating),
+  `transfer --resume` with another few-shot / seed / lr and `sources` over a zoo built otherwise (one line
+  naming what differs); in process, 16-bit PNG, float and int TIFF and float / wide-int IDX payloads decode
+  by their range or are refused naming the file. Failures: {'none' if not r['silent']['failures'] else '; '.join(f"{x['case']}: {x['problem']}" for x in r['silent']['failures'])}
 
 A few of the CLI's one-line errors:
 
