@@ -185,7 +185,7 @@ def check_output(path: str | os.PathLike, what: str = "output file") -> Path:
     limit = _name_max(base)
     if len(os.fsencode(path.name)) + _TMP_EXTRA > limit:
         raise OutputError(f"{path}: {what} name is {len(os.fsencode(path.name))} bytes; with the lock and temporary-file "
-                          f"suffixes it must stay under {limit - _TMP_EXTRA}")
+                          f"suffixes added it may be at most {limit - _TMP_EXTRA}")
     return path
 
 

@@ -148,17 +148,22 @@ def test_the_whole_output_set_is_checked_before_training(tmp_path, case):
     assert not (d / "r" / "experiment.json").exists()
 
 
-def test_check_output_names_an_unwritable_folder(tmp_path):
+def test_an_unwritable_folder_is_named_before_training(tmp_path, monkeypatch):
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)
+    if os.access(ro, os.W_OK):  # root writes anywhere: stand in for a read-only mount
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode: real(p, mode) and Path(p) != ro)
     try:
-        if os.access(ro, os.W_OK):
-            pytest.skip("running as root: a read-only folder is still writable")
-        with pytest.raises(OutputError, match="not writable"):
+        with pytest.raises(OutputError, match=f"{ro}/x.json: cannot write output file: folder {ro} is not writable"):
             check_output(ro / "x.json")
+        exp = parse_experiment({"out": str(ro / "r")})
+        with pytest.raises(OutputError, match="is not writable"):
+            claim_run_outputs(exp)
     finally:
         ro.chmod(0o755)
+    assert list(ro.iterdir()) == []
 
 
 def test_full_disk_keeps_the_earlier_result_and_its_records(tmp_path, monkeypatch, fmnist_root):

@@ -44,7 +44,7 @@ def prune_cmd(
     device: Optional[str] = device_option(), precision: Optional[str] = precision_option(),
 ):
     """Prune a checkpoint, fine-tune with fixed masks, save the sparse model and its per-layer sparsity;
-    test on every domain (results: <out without .safetensors>/result.json).
+    test on every domain (results: <out without .safetensors>/result.json, or <out>.results/ for other names).
 
     Example: shiftkit prune runs/m.safetensors --method gcnet --sparsity 0.9 --hybrid-split 2 --dataset driftfmnist --finetune-epochs 2 --out runs/p.safetensors
 

@@ -19,7 +19,8 @@ def train(model: str = typer.Option("small_cnn"), dataset: str = typer.Option("d
           device: Optional[str] = device_option(), precision: Optional[str] = precision_option(),
           init: Optional[Path] = typer.Option(None, help="start from pretrained weights (shiftkit, timm or torchvision file)"),
           augment: Optional[str] = typer.Option(None, help="training augmentation: none, flip, crop_flip")):
-    """Train a model on one domain and save it as safetensors (results: <out without .safetensors>/result.json).
+    """Train a model on one domain and save it as safetensors (results: <out without .safetensors>/result.json,
+    or <out>.results/ for other names).
 
     Example: shiftkit train --model small_cnn --dataset driftfmnist --domain 0 --epochs 3 --out runs/m.safetensors
     """
