@@ -131,3 +131,17 @@ def test_run_records_invalid_scores(tmp_path, fmnist_root, monkeypatch):
         r = run_experiment(exp, progress=False)
     saved = json.loads((tmp_path / "p" / "result.json").read_text())
     assert r["test"]["valid"] is False and "bin0" in saved["invalid_scores"]
+
+
+def test_budget_on_diverge_reaches_fit_and_default_dumps_unchanged():
+    from shiftkit.config import parse_experiment
+    from shiftkit.experiment import _train_config
+
+    default = parse_experiment({})
+    assert "on_diverge" not in default.dump()["budget"]  # results of existing configs keep their bytes
+    assert _train_config(default, progress=False).on_diverge == "error"
+    keep = parse_experiment({"budget": {"on_diverge": "keep_best"}})
+    assert keep.dump()["budget"]["on_diverge"] == "keep_best" and parse_experiment(keep.dump()) == keep
+    assert _train_config(keep, progress=False).on_diverge == "keep_best"
+    with pytest.raises(ConfigError, match="budget.on_diverge"):
+        parse_experiment({"budget": {"on_diverge": "ignore"}})

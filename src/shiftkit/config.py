@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_serializer,
+                      model_validator)
 
 from ._files import read_regular
 from .errors import ConfigError, suggest
@@ -98,6 +99,16 @@ class BudgetConfig(_Strict):
     batch_size: Optional[int] = Field(None, ge=1)   # None: the method's default (train 128, transfer 32)
     lr_grid: Optional[list[Rate]] = None            # train / prune fine-tuning: one run per lr from the same weights,
                                                     # the best-validation one kept (instead of lr)
+    on_diverge: Literal["error", "keep_best"] = "error"  # train / prune: a NaN/Inf loss or weight stops the run
+                                                    # (error) or keeps its best finite validation epoch, warned
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        """The default on_diverge is left out of dumps: results of existing configs keep their bytes."""
+        out = handler(self)
+        if self.on_diverge == "error":
+            out.pop("on_diverge", None)
+        return out
 
     @model_validator(mode="after")
     def _one_lr(self) -> "BudgetConfig":

@@ -306,6 +306,8 @@ def _transfer_options(exp: Experiment, base: str | None, progress: bool) -> dict
     m: TransferMethod = exp.method
     fields = {f.name for f in dataclasses.fields(config_class(m.name))}
     b = exp.budget
+    if b.on_diverge != "error":
+        raise ConfigError("budget.on_diverge=keep_best is for train / prune fine-tuning; a transfer stops on divergence")
     if b.lr_grid:
         raise ConfigError("budget.lr_grid: a transfer method takes one lr (budget.lr); "
                           "`shiftkit bench transfer --lr-grid` tunes it on target validation")
