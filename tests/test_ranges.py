@@ -139,3 +139,22 @@ def test_structured_file_input_shape_is_capped(shape, match, tmp_path):
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "s.safetensors"), metadata=meta)
     with pytest.raises(CheckpointError, match=rf"s\.safetensors: 'structured' metadata input_shape .*{match}"):
         load_structured(tmp_path / "s.safetensors")
+
+
+@pytest.mark.parametrize("size", [0, 10**6, 4097, 2.5, True])
+def test_reader_resize_side_is_capped(size, tmp_path):
+    from PIL import Image
+
+    from shiftkit.data._images import read_images
+
+    Image.new("L", (8, 8)).save(tmp_path / "a.png")
+    with pytest.raises(ConfigError, match=r"size=.* must be an integer in 1\.\.4096"):
+        read_images([tmp_path / "a.png"], size=size)
+
+
+@pytest.mark.parametrize("bins", [0, -3, 2.5])
+def test_driftfmnist_bins_must_be_positive(bins, fmnist_root):
+    from shiftkit.data import load_domains
+
+    with pytest.raises(ConfigError, match=r"bins=.* must be an integer >= 1 \(data\.options\.bins\)"):
+        load_domains("driftfmnist", fmnist_root, bins=bins)

@@ -55,6 +55,9 @@ _PIL_ERRORS = (Exception,)
 _WIDE_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 
 
+MAX_SIZE = 4096  # the largest resize side a reader accepts (image_folder's own limit; 4096^2 x 3 = 48 MiB an image)
+
+
 def natural_key(name: str) -> tuple:
     """Sort key ordering digit runs by value: "2" < "10", "img_9" < "img_10"."""
     parts = [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
@@ -116,8 +119,9 @@ def read_image(path: Path, *, size: int | None = None, channels: int = 3) -> np.
 def _check(size: int | None, channels: int, paths: Sequence[Path]) -> None:
     if channels not in (1, 3):
         raise ConfigError(f"channels must be 1 or 3, got {channels}")
-    if size is not None and size < 1:
-        raise ConfigError(f"size must be a positive number of pixels, got {size}")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_SIZE):
+        # every image is resized to size x size before stacking: 10^6 would allocate terabytes
+        raise ConfigError(f"size={size!r} must be an integer in 1..{MAX_SIZE} (pixels per side; data.options.size)")
     if not paths:
         raise DataError("no image files to read")
 

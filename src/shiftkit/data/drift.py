@@ -111,6 +111,8 @@ def drift_fmnist(root=None, *, bins: int = 8, kind: str = "temporal", seed: int 
         seed: drives the bin assignment and the drift randomness.
         split_seed: drives the train/val/test split inside each bin (reference: 42).
     """
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise ConfigError(f"driftfmnist: bins={bins!r} must be an integer >= 1 (data.options.bins)")
     specs = {"temporal": lambda: temporal_specs(bins), "complementary": complementary_specs}
     if kind not in specs:
         raise ConfigError(f"unknown drift kind {kind!r}; valid: {', '.join(specs)}")
