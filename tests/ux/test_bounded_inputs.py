@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shiftkit import config, models
+from shiftkit import _yaml, models
 from shiftkit.checkpoints import save_checkpoint
 from shiftkit.cli import main
 from shiftkit.config import load_experiment, parse_experiment
@@ -49,10 +49,10 @@ def test_hostile_yaml_is_one_bounded_line(tmp_path, text, match):
 
 def test_yaml_uses_the_c_loader_and_parses_once_for_every_error(tmp_path, monkeypatch):
     if hasattr(yaml, "CSafeLoader"):
-        assert config._LOADER is yaml.CSafeLoader
+        assert _yaml._LOADER is yaml.CSafeLoader
     calls = []
-    compose = config._compose
-    monkeypatch.setattr(config, "_compose", lambda text, where: calls.append(where) or compose(text, where))
+    compose = _yaml._compose
+    monkeypatch.setattr(_yaml, "_compose", lambda text, where: calls.append(where) or compose(text, where))
     path = tmp_path / "cfg.yaml"
     path.write_text("seed: x\nbudget: {epochs: y, batch_size: z, lr: w}\ndata: {seed: v, domain: u}\n")
     with pytest.raises(ConfigError) as e:
