@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .device import model_device
 from .errors import ConfigError
 
 __all__ = ["classification_metrics", "count_params", "conv_linear_flops"]
@@ -47,7 +48,7 @@ def conv_linear_flops(model: nn.Module, input_shape: tuple[int, int, int], *, no
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        model(torch.zeros(1, *input_shape))
+        model(torch.zeros(1, *input_shape, device=model_device(model)))
     model.train(was_training)
     for h in handles:
         h.remove()
