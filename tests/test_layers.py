@@ -113,7 +113,7 @@ def test_cli_modules_import_only_downwards():
 
 
 # The layers of README's "How the code is organised", top to bottom (first name below shiftkit/).
-LAYERS = [("cli",), ("sweep", "experiment", "api"), ("config",), ("bench", "report", "render", "stats", "demo"),
+LAYERS = [("cli",), ("sweep", "experiment", "api"), ("config", "_yaml"), ("bench", "report", "render", "stats", "demo"),
           ("transfer", "prune"), ("train", "metrics", "progress"), ("checkpoints", "interop", "device", "_compat"), ("models", "data", "_pt"),
           ("_registry", "errors", "_files")]
 
