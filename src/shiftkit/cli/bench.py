@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -18,8 +19,8 @@ commands = typer.Typer(no_args_is_help=True, help="Benchmarks: write JSON to ben
 
 @commands.command("train-speed")
 def bench_train_speed(models: str = typer.Option("small_cnn,resnet20", "--model", help="comma-separated model names"),
-                      epochs: int = typer.Option(2), repeats: int = typer.Option(3),
-                      threads: int = typer.Option(2), root: Optional[Path] = typer.Option(None),
+                      epochs: int = typer.Option(2, min=1), repeats: int = typer.Option(3, min=1),
+                      threads: int = typer.Option(2, min=1), root: Optional[Path] = typer.Option(None),
                       out: Optional[Path] = typer.Option(None, help="default benchmarks/results/train_speed[_DEVICE].json"),
                       device: str = typer.Option("cpu", help="cpu (the published table) | cuda | cuda:N | auto"),
                       precision: str = typer.Option("fp32", help="fp32 | bf16 | fp16 (both loops autocast)")):
@@ -47,10 +48,10 @@ def bench_train_speed(models: str = typer.Option("small_cnn,resnet20", "--model"
 
 
 @commands.command("data-speed")
-def bench_data_speed(images: int = typer.Option(300, help="images per size for the loader columns"),
-                     memory_images: int = typer.Option(2000, help="224-px images for the memory rows (0: skip)"),
-                     workers: int = typer.Option(2, help="DataLoader workers of the on-the-fly column"),
-                     threads: int = typer.Option(2), work: Optional[Path] = typer.Option(None, help="scratch folder"),
+def bench_data_speed(images: int = typer.Option(300, min=1, help="images per size for the loader columns"),
+                     memory_images: int = typer.Option(2000, min=0, help="224-px images for the memory rows (0: skip)"),
+                     workers: int = typer.Option(2, min=0, help="DataLoader workers of the on-the-fly column"),
+                     threads: int = typer.Option(2, min=1), work: Optional[Path] = typer.Option(None, help="scratch folder"),
                      out: Path = typer.Option(Path("benchmarks/results/data_speed.json"))):
     """Loader images/s at 32/64/224 px (in memory, cached, on the fly) next to resnet20 / resnet50 training
     steps, and the peak anonymous memory of loading a folder (in memory vs cached).
@@ -72,12 +73,28 @@ def bench_data_speed(images: int = typer.Option(300, help="images per size for t
 
 
 def _floats(text: str, option: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        from ..errors import ConfigError
+    from ..errors import ConfigError
 
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
         raise ConfigError(f"{option}={text!r}: expected comma-separated numbers") from None
+    if not all(math.isfinite(v) for v in values):
+        raise ConfigError(f"{option}={text!r}: expected finite numbers")
+    return values
+
+
+def _ints(text: str, option: str = "--seeds", *, low: int = 0, high: int = 2**32 - 1) -> tuple[int, ...]:
+    """Comma-separated integers in low..high (seeds: 0..2**32-1, like config.MAX_SEED); ConfigError naming the option."""
+    from ..errors import ConfigError
+
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"{option}={text!r}: expected comma-separated integers") from None
+    if not all(low <= v <= high for v in values):
+        raise ConfigError(f"{option}={text!r}: every value must be in {low}..{high}")
+    return values
 
 
 @commands.command("prune")
@@ -86,10 +103,10 @@ def bench_prune(
     seeds: str = typer.Option("0,1,2"), sparsities: str = typer.Option("0.5,0.7,0.8,0.9,0.95"),
     core_sparsities: str = typer.Option("0.9", help="sparsities of the controls and the hybrid sweep"),
     arms: str = typer.Option("", help="comma-separated arm names (default: all; see shiftkit.bench.prune.ARMS)"),
-    dense_train: int = typer.Option(24000), dense_epochs: int = typer.Option(2),
-    ft_train: int = typer.Option(3000), ft_epochs: int = typer.Option(2), n_shift: int = typer.Option(300),
-    calib_per_class: int = typer.Option(100), dataset: str = typer.Option("fashion_mnist"),
-    root: Optional[Path] = typer.Option(None), workers: int = typer.Option(2), threads: int = typer.Option(1),
+    dense_train: int = typer.Option(24000, min=1), dense_epochs: int = typer.Option(2, min=0),
+    ft_train: int = typer.Option(3000, min=1), ft_epochs: int = typer.Option(2, min=0), n_shift: int = typer.Option(300, min=1),
+    calib_per_class: int = typer.Option(100, min=1), dataset: str = typer.Option("fashion_mnist"),
+    root: Optional[Path] = typer.Option(None), workers: int = typer.Option(2, min=1), threads: int = typer.Option(1, min=1),
     report_only: bool = typer.Option(False, help="only rebuild tables and plots from the cached runs"),
     results: Path = typer.Option(Path("benchmarks/results")),
 ):
@@ -106,7 +123,7 @@ def bench_prune(
     if unknown:
         raise ConfigError(f"--arms: unknown {unknown}; valid: {', '.join(bp.ARMS)}")
     cfg = bp.BenchConfig(model=model, model_kwargs=(("width", width),) if width is not None else (),
-                         seeds=tuple(int(s) for s in _floats(seeds, "--seeds")), sparsities=_floats(sparsities, "--sparsities"),
+                         seeds=_ints(seeds), sparsities=_floats(sparsities, "--sparsities"),
                          core_sparsities=_floats(core_sparsities, "--core-sparsities"),
                          arms=tuple(a for a in arms.split(",") if a) or tuple(bp.ARMS), dense_train=dense_train,
                          dense_epochs=dense_epochs, ft_train=ft_train, ft_epochs=ft_epochs, n_shift=n_shift,
@@ -153,7 +170,7 @@ def bench_prune_bn(
         raise ConfigError(f"--arms: unknown {unknown}; valid: {', '.join(a for a in bp.ARMS if a != 'dense')}")
     prune.check_fraction(sparsity, "--sparsity")
     cfg = bp.BenchConfig(model=model, model_kwargs=(("width", width),) if width is not None else (),
-                         seeds=tuple(int(s) for s in _floats(seeds, "--seeds")))
+                         seeds=_ints(seeds))
     rows = prune_bn.run(cfg, arm_list, sparsity, results / f"prune_bn_{cfg.tag}_runs.jsonl", progress=say)
     md = prune_bn.markdown([r for r in rows if r["arm"] in arm_list], cfg, _results.command_line())
     _results.write_result(results / f"prune_bn_{cfg.tag}.json", {"command": _results.command_line(), "markdown": md})
@@ -162,9 +179,9 @@ def bench_prune_bn(
 
 
 @commands.command("prune-speed")
-def bench_prune_speed(model: str = typer.Option("vgg11"), width: float = typer.Option(1.0), n: int = typer.Option(1000),
-                      loop_pairs: int = typer.Option(4000, help="channel pairs the per-pair loop is timed on"),
-                      threads: int = typer.Option(1), root: Optional[Path] = typer.Option(None),
+def bench_prune_speed(model: str = typer.Option("vgg11"), width: float = typer.Option(1.0, min=0.01), n: int = typer.Option(1000, min=1),
+                      loop_pairs: int = typer.Option(4000, min=1, help="channel pairs the per-pair loop is timed on"),
+                      threads: int = typer.Option(1, min=1), root: Optional[Path] = typer.Option(None),
                       results: Path = typer.Option(Path("benchmarks/results")),
                       device: str = typer.Option("cpu", help="cpu: the loop comparison (published) | cuda: connectivity "
                                                  "and a forward pass on the GPU vs the CPU, in one run")):
@@ -191,10 +208,6 @@ def bench_prune_speed(model: str = typer.Option("vgg11"), width: float = typer.O
     _results.write_result(results / "prune_speed.json", r)
     prune_report.update_results_md(results)
     say(speed_markdown(r))
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in text.split(",") if x.strip())
 
 
 def _write_section(results: Path) -> None:
@@ -234,7 +247,7 @@ def _transfer_config(dataset: str, targets: str, shots: int, seeds: str, methods
     order_list = tuple(o.strip() for o in orders.split(",") if o.strip())
     if not order_list or any(o not in ORDERS for o in order_list) or len(set(order_list)) < len(order_list):
         raise ConfigError(f"--orders={orders!r}: expected distinct names from {', '.join(ORDERS)}")
-    return AccuracyConfig(grid={dataset: {shots: _ints(targets)}}, seeds=_ints(seeds),
+    return AccuracyConfig(grid={dataset: {shots: _ints(targets, "--targets", low=-(2**31))}}, seeds=_ints(seeds),
                           methods=tuple(m for m in methods.split(",") if m), model=model, val_folds=val_folds,
                           lr_grid=grid, zoo_seed=zoo_seed, orders=order_list,
                           **({} if last_epoch else {"last_epoch_methods": ()}))
@@ -243,7 +256,7 @@ def _transfer_config(dataset: str, targets: str, shots: int, seeds: str, methods
 @commands.command("transfer")
 def bench_transfer(dataset: str = typer.Option("driftfmnist", help="driftfmnist | driftfmnist_complementary"),
                    targets: str = typer.Option("7,3,5,1", help="target bins, most important first"),
-                   shots: int = typer.Option(100), seeds: str = typer.Option("0,1,2"),
+                   shots: int = typer.Option(100, min=1), seeds: str = typer.Option("0,1,2"),
                    methods: str = typer.Option("", help="comma list; default all"),
                    model: str = typer.Option("small_cnn", help="architecture of the zoo (its own base and sources)"),
                    val_folds: int = typer.Option(0, "--val-folds", help="setting: k >= 2 selects by k-fold over every "
@@ -327,7 +340,7 @@ def bench_transfer_memory(archs: str = typer.Option("resnet20,resnet50"), ks: st
     caps = {a: int(k) for a, _, k in (p.partition("=") for p in fusion_max_k.split(",") if p)}
     arch_list, cmd = archs.split(","), _results.command_line()
     if resolve_device(device).type != "cpu":  # a GPU table of its own; the CPU tables stay as they are
-        rows = run_memory(_memory_points(arch_list, _ints(ks), caps), folder, results / "transfer_memory_gpu.json",
+        rows = run_memory(_memory_points(arch_list, _ints(ks, "--ks", low=1, high=10**4), caps), folder, results / "transfer_memory_gpu.json",
                           command=cmd, log=say, device=device)
         if not keep:
             shutil.rmtree(folder, ignore_errors=True)
@@ -339,7 +352,7 @@ def bench_transfer_memory(archs: str = typer.Option("resnet20,resnet50"), ks: st
     _results.write_result(results / "transfer_overhead.json", {"command": cmd, "rows": overhead})
     say(", ".join(f"{o['arch']} absorb overhead {o['ratio']:.2f} (taylor {o['ratio_taylor']:.2f})" for o in overhead))
     if not overhead_only:
-        run_memory(_memory_points(arch_list, _ints(ks), caps), folder, results / "transfer_memory.json", command=cmd,
+        run_memory(_memory_points(arch_list, _ints(ks, "--ks", low=1, high=10**4), caps), folder, results / "transfer_memory.json", command=cmd,
                    log=say)
     if not keep:
         shutil.rmtree(folder, ignore_errors=True)
@@ -351,7 +364,7 @@ def bench_prune_structured(
     model: str = typer.Option("resnet20"), width: Optional[float] = typer.Option(None, help="model width (vgg: 0.25)"),
     seeds: str = typer.Option("0,1,2"), speedups: str = typer.Option("1.5,2.0,3.0", help="FLOP reductions"),
     importances: str = typer.Option("", help="comma-separated channel importances (default: all arms)"),
-    ft_train: int = typer.Option(3000), ft_epochs: int = typer.Option(2),
+    ft_train: int = typer.Option(3000, min=1), ft_epochs: int = typer.Option(2, min=0),
     scope: str = typer.Option("global", help="global: one ranking over all layers; layerwise: the same ratio in every layer"),
     latency: bool = typer.Option(False, "--latency", help="instead: CPU latency of dense vs pruned (run it alone)"),
     speedup: float = typer.Option(2.0, help="--latency: the speedup timed"),
@@ -369,7 +382,7 @@ def bench_prune_structured(
     from ..bench import _results
     from ..bench import prune_structured as bs
 
-    seed_list = tuple(int(s) for s in _floats(seeds, "--seeds"))
+    seed_list = _ints(seeds)
     if latency:
         rows = bs.main_latency(model=model, width=width, seed=seed_list[0], speedup=speedup, importance=importance,
                                results=results, command=_results.command_line(), device=device)
@@ -405,7 +418,7 @@ def bench_merge_prune(
     from ..config import load_experiment
     from ..sweep import expand_grid, run_grid
 
-    seed_list = [int(s) for s in _floats(seeds, "--seeds")]
+    seed_list = list(_ints(seeds))
     exps = {}
     for path in mp.config_paths(configs):  # every config checked before any point runs
         exp = load_experiment(path, overrides={"device": device} if device else ())

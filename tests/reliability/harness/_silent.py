@@ -152,6 +152,10 @@ def cli_cases(f: dict[str, Path]) -> list[Case]:
         ("eval --seed -3", ["eval", str(f["good"]), *d, "--seed", "-3"], "--seed"),
         ("run image size 1", ["run", str(f["yaml_lr"]), "--set", "data.name=image_folder", "--set",
                               f"data.root={f['rgb_folder']}", "--set", "data.options.size=1"], "data.options.size"),
+        ("bench prune --seeds=-1", ["bench", "prune", "--seeds=-1"], "--seeds"),
+        ("bench prune --sparsities 0.5,inf", ["bench", "prune", "--sparsities", "0.5,inf"], "--sparsities"),
+        ("bench train-speed --repeats 0", ["bench", "train-speed", "--repeats", "0"], "--repeats"),
+        ("bench transfer --shots -5", ["bench", "transfer", "--shots", "-5"], "--shots"),
         ("prune --speedup inf", ["prune", str(f["good"]), *d, "--structured", "--method", "l2", "--speedup", "inf",
                                  "--out", str(o / "s.safetensors")], "method.speedup"),
     ]
