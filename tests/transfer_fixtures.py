@@ -1,4 +1,4 @@
-"""Tiny synthetic domains for the transfer tests (a unique module name, not conftest)."""
+"""Tiny synthetic domains for the transfer and GPU tests (a unique module name, not conftest; tests/ is on the path)."""
 from __future__ import annotations
 
 import torch
