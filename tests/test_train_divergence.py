@@ -145,3 +145,12 @@ def test_budget_on_diverge_reaches_fit_and_default_dumps_unchanged():
     assert _train_config(keep, progress=False).on_diverge == "keep_best"
     with pytest.raises(ConfigError, match="budget.on_diverge"):
         parse_experiment({"budget": {"on_diverge": "ignore"}})
+
+
+def test_divergence_from_huge_starting_weights_says_so(tiny_dataset):
+    """A merge with a huge scale hands fit finite weights that overflow: the error names their size."""
+    net = _net()
+    with torch.no_grad():
+        net.features[0].weight.mul_(1e30)
+    with pytest.raises(DivergedError, match=r"largest starting weight \d\.\d+e\+29.*a merge's scale"):
+        fit(net, tiny_dataset, tiny_dataset, CFG)

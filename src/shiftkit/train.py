@@ -203,6 +203,7 @@ def fit(model: nn.Module, train: ArrayDataset, val: ArrayDataset | None = None, 
         masks = {k: to_device(m, dev) for k, m in masks.items()}  # once, not a host copy per step
         apply_masks(model, masks)
     result, best_state = FitResult(), None
+    start_scale = _weight_scale(model)  # a tensor: read only if the run diverges (no host sync otherwise)
     bar = Progress(total=steps, desc="fit", enabled=cfg.progress)
     for epoch in range(cfg.epochs):
         model.train()
@@ -226,7 +227,8 @@ def fit(model: nn.Module, train: ArrayDataset, val: ArrayDataset | None = None, 
         m = evaluate(model, val) if val is not None and len(val) and not bad else None
         bad = bad or (f"validation loss is {m['loss']}" if m is not None and not math.isfinite(m["loss"]) else "")
         if bad:  # once per epoch: the loss sum is a tensor, so a per-step check would sync every step
-            _diverged(model, cfg, epoch, bad, result, best_state)
+            _diverged(model, cfg, epoch, f"{bad} (lr {cfg.lr:g}, largest starting weight {float(start_scale):.3g})",
+                      result, best_state)
             break
         if m is not None:
             record.update(val_loss=m["loss"], val_accuracy=m["accuracy"])
@@ -260,15 +262,22 @@ def _divergence(model: nn.Module, train_loss: float) -> str:
     return f"tensor {list(tensors)[int((~finite).nonzero()[0])]!r} holds NaN/Inf"
 
 
+def _weight_scale(model: nn.Module) -> Tensor:
+    """The largest |weight| of a model, as a 0-d tensor (no host sync until read)."""
+    params = [p.detach().abs().amax().float() for p in model.parameters() if p.numel()]
+    return torch.stack(params).amax() if params else torch.zeros(())
+
+
 def _diverged(model: nn.Module, cfg: TrainConfig, epoch: int, what: str, result: FitResult,
               best_state: dict | None) -> None:
     """Stop a diverged run: DivergedError naming the epoch, or (on_diverge="keep_best") back to the best finite
     validation epoch with a warning. Either way the model never ends holding NaN/Inf."""
-    where = f"training diverged in epoch {epoch + 1}/{cfg.epochs}: {what} (lr {cfg.lr:g})"
+    where = f"training diverged in epoch {epoch + 1}/{cfg.epochs}: {what}"
     if cfg.on_diverge == "keep_best" and best_state is not None:
         model.load_state_dict(best_state)
         warnings.warn(f"{where}; kept epoch {result.best_epoch + 1} (best finite validation accuracy "
                       f"{result.best_val_accuracy:.4f}) and stopped", stacklevel=3)
         return
     hint = "" if cfg.on_diverge == "error" else "; no finite validated epoch to keep"
-    raise DivergedError(f"{where}{hint}: lower the learning rate (budget.lr / --lr); the diverged weights are not saved")
+    raise DivergedError(f"{where}{hint}: lower the learning rate (budget.lr / --lr), or check what made huge starting "
+                        "weights (e.g. a merge's scale); the diverged weights are not saved")
