@@ -79,4 +79,5 @@ def transfer(method: str = typer.Option("grasp", help="see `shiftkit transfer-me
             "val_after": (rec.get("val_after") or {}).get("accuracy", "")} for rec in r["records"]],
           title=f"{method} -> {r['target']}")
     test = r["test"]
-    say(f"test accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}  AUROC {test['auroc']:.4f}; wrote {out}")
+    bad = f"INVALID (NaN/Inf logits on {', '.join(r['invalid_scores'])}) " if r.get("invalid_scores") else ""
+    say(f"{bad}test accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}  AUROC {test['auroc']:.4f}; wrote {out}")
