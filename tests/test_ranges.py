@@ -158,3 +158,11 @@ def test_driftfmnist_bins_must_be_positive(bins, fmnist_root):
 
     with pytest.raises(ConfigError, match=r"bins=.* must be an integer >= 1 \(data\.options\.bins\)"):
         load_domains("driftfmnist", fmnist_root, bins=bins)
+
+
+@pytest.mark.parametrize("n", [-5, 0, 2.5, True])
+def test_library_few_shot_refuses_non_positive_counts(n, tiny_dataset):
+    from shiftkit.data.domains import few_shot, split_domain
+
+    with pytest.raises(ConfigError, match=r"few-shot n_train=.* must be an integer >= 1"):
+        few_shot(split_domain("d", tiny_dataset), n)

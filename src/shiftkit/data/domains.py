@@ -89,6 +89,8 @@ def few_shot(domain: Domain, n_train: int, *, val_fraction: float = 0.2, seed: i
     from the same labelled pool; everything else in the domain becomes the test pool,
     so the test set has thousands of images and a point of accuracy is not noise.
     """
+    if isinstance(n_train, bool) or not isinstance(n_train, int) or n_train < 1:  # -5 would be a slice end
+        raise ConfigError(f"few-shot n_train={n_train!r} must be an integer >= 1 (data.few_shot / --few-shot)")
     n_val = max(1, int(round(val_fraction * n_train)))
     pool = ArrayDataset(
         torch.cat([domain.train.images, domain.val.images, domain.test.images]),
