@@ -154,3 +154,19 @@ def test_divergence_from_huge_starting_weights_says_so(tiny_dataset):
         net.features[0].weight.mul_(1e30)
     with pytest.raises(DivergedError, match=r"largest starting weight \d\.\d+e\+29.*a merge's scale"):
         fit(net, tiny_dataset, tiny_dataset, CFG)
+
+
+def test_lr_grid_leaves_a_diverging_lr_out(tmp_path, fmnist_root, monkeypatch):
+    from shiftkit.config import parse_experiment
+    from shiftkit.experiment import run_experiment
+
+    monkeypatch.setenv("SHIFTKIT_DATA", str(fmnist_root))
+    exp = parse_experiment({"budget": {"epochs": 1, "lr_grid": [1e-3, 1e6]}, "eval": {"domains": False},
+                            "out": str(tmp_path / "g")})
+    with pytest.warns(UserWarning, match=r"lr 1e\+06 left out: training diverged"):
+        r = run_experiment(exp, progress=False)
+    assert r["lr_chosen"] == 1e-3 and r["lr_diverged"] == ["1000000.0"]
+    assert r["val_accuracy_by_lr"]["1000000.0"] is None
+    bad = parse_experiment({"budget": {"epochs": 1, "lr_grid": [1e6, 1e7]}, "out": str(tmp_path / "h")})
+    with pytest.raises(DivergedError, match="every learning rate diverged"):
+        run_experiment(bad, progress=False)

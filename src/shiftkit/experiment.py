@@ -26,7 +26,7 @@ from .checkpoints import atomic_write_many, json_bytes, load_checkpoint, model_f
 from .config import BudgetConfig, Experiment, PruneMethod, TransferMethod, method_options
 from .data import domain_index
 from .device import check_precision, make_deterministic, place, provenance, resolve_device
-from .errors import ConfigError
+from .errors import ConfigError, DivergedError
 
 __all__ = ["run_experiment", "prepare", "zoo_path", "claim_run_outputs"]
 
@@ -53,14 +53,24 @@ def _fit(exp: Experiment, net, d, *, progress: bool, epochs: int | None = None) 
     if d.val is None or not len(d.val):
         raise ConfigError("budget.lr_grid picks the lr on validation data: the domain has no validation split")
     start = {k: v.clone() for k, v in net.state_dict().items()}
-    runs = {}
+    runs, diverged = {}, {}
     for lr in grid:
         net.load_state_dict(start)
-        res = fit(net, d.train, d.val, dataclasses.replace(cfg, lr=lr))
+        try:
+            res = fit(net, d.train, d.val, dataclasses.replace(cfg, lr=lr))
+        except DivergedError as e:  # one lr of the grid too high: it loses, the others still compete
+            diverged[lr] = str(e)
+            continue
         runs[lr] = (res, {k: v.clone() for k, v in net.state_dict().items()})
-    best = max(grid, key=lambda lr: (runs[lr][0].best_val_accuracy, -lr))
+    if not runs:
+        raise DivergedError(f"budget.lr_grid: every learning rate diverged ({next(iter(diverged.values()))})")
+    for lr, why in diverged.items():
+        warnings.warn(f"budget.lr_grid: lr {lr:g} left out: {why}", stacklevel=2)
+    best = max(runs, key=lambda lr: (runs[lr][0].best_val_accuracy, -lr))
     net.load_state_dict(runs[best][1])
-    return runs[best][0], {"lr_chosen": best, "val_accuracy_by_lr": {repr(lr): runs[lr][0].best_val_accuracy for lr in grid}}
+    info = {"lr_chosen": best, "val_accuracy_by_lr": {repr(lr): runs[lr][0].best_val_accuracy if lr in runs else None
+                                                       for lr in grid}}
+    return runs[best][0], {**info, "lr_diverged": [repr(lr) for lr in diverged]} if diverged else info
 
 
 def _model(exp: Experiment, domain):
