@@ -76,7 +76,7 @@ def sweep(ctx: typer.Context, config: Path = typer.Argument(..., help="experimen
 
     Example: shiftkit sweep examples/train.yaml --grid seed=0,1 --epochs 1 --out runs/sweep
     """
-    from .._files import check_output
+    from .._files import check_folder, check_output
     from ..config import parse_value
     from ..sweep import expand_grid, run_grid
 
@@ -87,6 +87,7 @@ def sweep(ctx: typer.Context, config: Path = typer.Argument(..., help="experimen
         if not sep:
             raise ConfigError(f"--grid expects key=v1,v2, got {g!r}")
         extra[key.strip()] = [parse_value(v) for v in values.split(",")]
+    check_folder(exp.out, "sweep folder (out)")
     exps = expand_grid(exp, extra)
     check_output(Path(exp.out) / "sweep.json", "sweep record")
     if report:
