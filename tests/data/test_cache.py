@@ -123,3 +123,23 @@ def test_unwritable_cache_folder_is_one_line(periods, tmp_path):
     with pytest.raises(DataError) as e:
         _load(periods, blocker / "cache")
     assert "image cache folder" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_prune_with_corruptions_gives_the_same_result_on_both(periods, tmp_path):
+    """GC-Net's class-balanced calibration, its connectivity pass, fine-tuning and the corruption sets
+    (drift applied to the test images) read the cache exactly as they read memory."""
+    from shiftkit.config import parse_experiment
+    from shiftkit.experiment import run_experiment
+
+    out = []
+    for storage in ("memory", "cache"):
+        exp = parse_experiment({
+            "data": {"name": "image_folder", "root": str(periods), "domain": 1, "augment": "flip",
+                     "options": {"size": 16, "storage": storage, "cache_dir": str(tmp_path / "c")}},
+            "model": {"name": "small_cnn"}, "budget": {"epochs": 1, "batch_size": 8},
+            "method": {"kind": "prune", "name": "gcnet", "sparsity": 0.5, "dense_epochs": 1,
+                       "options": {"calib_per_class": 4}},
+            "eval": {"corruptions": True}, "out": str(tmp_path / storage)})
+        r = run_experiment(exp, progress=False)
+        out.append({k: r[k] for k in ("test", "domains", "corruptions", "true_sparsity")})
+    assert out[0] == out[1] and len(out[0]["corruptions"]) > 10
