@@ -96,3 +96,14 @@ def test_timm_normalize_uses_the_pretrained_cfg(tmp_path):
     assert json.loads(read_metadata(tmp_path / "n.safetensors")["config"])["normalize"] is True
     with torch.no_grad():
         assert torch.equal(again.eval()(x), got)
+
+
+def test_sources_base_from_the_cli(tmp_path, pretrained, capsys, monkeypatch):
+    path, ref = pretrained
+    root = write_periods(tmp_path / "p")
+    main(["sources", "--dataset", "image_folder", "--root", str(root), "--base", str(path), "--augment", "flip",
+          "--source-epochs", "1", "--batch-size", "16", "--out", str(tmp_path / "zoo")])
+    manifest = json.loads((tmp_path / "zoo" / "zoo.json").read_text())
+    assert manifest["config"]["base_file"] == str(path) and manifest["config"]["augment"] == "flip"
+    assert [s["domain"] for s in manifest["sources"]] == ["2000", "2001", "2002"]  # no --target: every period
+    assert f"base {path}" in capsys.readouterr().out
