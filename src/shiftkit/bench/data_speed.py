@@ -43,15 +43,19 @@ def write_folder(root: Path, n: int, *, side: int = 256, seed: int = 0) -> list[
     return sorted(p for d in sorted(root.iterdir()) for c in sorted(d.iterdir()) for p in list_images(c))
 
 
-def _pass(ds: ArrayDataset, batch_size: int, repeats: int = 3) -> float:
-    """Images/s of a shuffled pass of the training batch path (uint8 -> float batches), best of `repeats`."""
-    best = float("inf")
+def _pass(ds: ArrayDataset, batch_size: int, repeats: int = 3, min_seconds: float = 0.3) -> float:
+    """Images/s of shuffled passes of the training batch path (uint8 -> float batches): best of `repeats`
+    timings, each over as many passes as fill `min_seconds` (one pass of a few hundred small images is
+    too short to time alone)."""
+    best = 0.0
     for r in range(repeats):
-        t0 = time.perf_counter()
-        for x, _ in iterate_batches(ds, batch_size, shuffle=True, generator=torch.Generator().manual_seed(r)):
-            x.sum()
-        best = min(best, time.perf_counter() - t0)
-    return len(ds) / best
+        n, t0 = 0, time.perf_counter()
+        while n == 0 or time.perf_counter() - t0 < min_seconds:
+            for x, _ in iterate_batches(ds, batch_size, shuffle=True, generator=torch.Generator().manual_seed(r)):
+                x.sum()
+            n += len(ds)
+        best = max(best, n / (time.perf_counter() - t0))
+    return best
 
 
 class _Files(torch.utils.data.Dataset):
