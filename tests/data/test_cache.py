@@ -39,6 +39,8 @@ def test_mapped_images_index_like_the_tensor(periods, tmp_path):
     m = _load(periods, tmp_path / "c")[0].train.images
     idx = torch.tensor([5, 0, 5, 2])
     assert torch.equal(m[idx], x[idx]) and torch.equal(m[3], x[3]) and torch.equal(m[1:7:2], x[1:7:2])
+    assert torch.equal(m[torch.tensor(3)], x[3]) and torch.equal(m[-1], x[-1]) and torch.equal(m[-3:], x[-3:])
+    assert isinstance(torch.cat([m, m], 0), MappedImages) and torch.equal(torch.cat([m, m], 0)[:], torch.cat([x, x]))
     mask = torch.arange(len(x)) % 3 == 0
     assert torch.equal(m[mask], x[mask])
     assert torch.equal(m.subset(idx)[:], x[idx])  # subset composes indices, reads nothing

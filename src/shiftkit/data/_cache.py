@@ -71,8 +71,8 @@ class MappedImages:
     device = torch.device("cpu")
 
     def __getitem__(self, key) -> Tensor:
-        if isinstance(key, (int, np.integer)):
-            return self._read(np.array([key]))[0]
+        if isinstance(key, (int, np.integer)) or (isinstance(key, (Tensor, np.ndarray)) and key.ndim == 0):
+            return self._read(self._positions(np.array([int(key)])))[0]
         return self._read(self._positions(key))
 
     @property
@@ -97,7 +97,8 @@ class MappedImages:
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func is torch.cat and not kwargs.get("dim") and all(isinstance(t, MappedImages) for t in args[0]):
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
+        if func is torch.cat and dim == 0 and all(isinstance(t, MappedImages) for t in args[0]):
             return cls.concat(list(args[0]))
         return func(*_materialize(args), **_materialize(kwargs))  # anything else: on the pixels themselves
 
