@@ -40,6 +40,9 @@ def _stored_commands(results: Path) -> list[list[str]]:
     merge_prune = results / "merge_prune.json"
     if merge_prune.is_file():
         argvs.append(shlex.split(json.loads(merge_prune.read_text())["command"])[1:] + ["--report-only"])
+    data_speed = results / "data_speed.json"
+    if data_speed.is_file():
+        argvs.append(shlex.split(json.loads(data_speed.read_text())["command"])[1:] + ["--report-only"])
     return argvs + [["bench", "transfer", "--report-only"]]
 
 
@@ -60,7 +63,8 @@ def test_results_md_regenerates_byte_identically(bench_copy, monkeypatch):
     structured = tuple(f"prune_structured_{p.stem.removeprefix('prune_structured_')}"
                        for p in (bench_copy / "results").glob("prune_structured_*.json") if "latency" not in p.name)
     merge_prune = ("merge_prune",) if (bench_copy / "results" / "merge_prune.json").is_file() else ()
-    md.write_text(_emptied(md.read_text(), ("prune", "transfer", *structured, *merge_prune)))  # rebuilt, not left in place
+    data_speed = ("data-speed",) if (bench_copy / "results" / "data_speed.json").is_file() else ()
+    md.write_text(_emptied(md.read_text(), ("prune", "transfer", *structured, *merge_prune, *data_speed)))  # rebuilt, not left in place
     before = {p.name: p.stat().st_mtime_ns for p in (bench_copy / "results").glob("*.jsonl")}
     for argv in argvs:
         monkeypatch.setattr(sys, "argv", ["shiftkit", *argv])  # the command the tables name

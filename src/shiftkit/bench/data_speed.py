@@ -200,8 +200,10 @@ def render_section(result: dict, command: str) -> str:
             "decoded (in memory, or the memory-mapped cache, warm), or decoding every file in DataLoader workers "
             "(what streaming without a cache costs every epoch). Train columns: fit's step (forward, backward, AdamW) "
             "on random batches (fastest step). Best-of timings on 2 cores shared with other work: read the ratios, not "
-            "the last digit; the bottleneck columns compare a loader with the faster model's step. The folder readers "
-            "keep the in-memory path below 1 GiB of decoded pixels and the memory-mapped cache above (`storage: auto`): "
-            f"decoding on the fly pays the JPEG decode and resize every epoch.\n\n{mem}\n\n"
+            "the last digit; the bottleneck columns compare a loader with the faster model's step. On a CPU the training "
+            "step is the bottleneck at every size, even decoding on the fly; but decoding on the fly (the JPEG decode and "
+            "resize, every epoch) is several times slower than reading decoded images, so a faster step meets it first. "
+            "Hence the folder readers decode once: in memory below 1 GiB of decoded pixels, into the memory-mapped cache "
+            f"above (`storage: auto`).\n\n{mem}\n\n"
             "Peak anonymous memory of loading a folder with `image_folder` and reading every split once, in a fresh "
             "process per row, above the same run on a 40-image folder.")

@@ -52,7 +52,8 @@ def bench_data_speed(images: int = typer.Option(300, min=1, help="images per siz
                      memory_images: int = typer.Option(2000, min=0, help="224-px images for the memory rows (0: skip)"),
                      workers: int = typer.Option(2, min=0, help="DataLoader workers of the on-the-fly column"),
                      threads: int = typer.Option(2, min=1), work: Optional[Path] = typer.Option(None, help="scratch folder"),
-                     out: Path = typer.Option(Path("benchmarks/results/data_speed.json"))):
+                     out: Path = typer.Option(Path("benchmarks/results/data_speed.json")),
+                     report_only: bool = typer.Option(False, help="only rebuild the RESULTS.md section from --out")):
     """Loader images/s at 32/64/224 px (in memory, cached, on the fly) next to resnet20 / resnet50 training
     steps, and the peak anonymous memory of loading a folder (in memory vs cached).
 
@@ -62,11 +63,17 @@ def bench_data_speed(images: int = typer.Option(300, min=1, help="images per siz
 
     from ..bench import _results, data_speed
 
-    torch.set_num_threads(threads)
-    result = data_speed.run(images=images, memory_images=memory_images, workers=workers,
-                            work=str(work) if work else None)
-    command = _results.command_line()
-    _results.write_result(out, {"command": command, **result})
+    if report_only:
+        import json
+
+        result = json.loads(out.read_text())
+        command = result["command"]
+    else:
+        torch.set_num_threads(threads)
+        result = data_speed.run(images=images, memory_images=memory_images, workers=workers,
+                                work=str(work) if work else None)
+        command = _results.command_line()
+        _results.write_result(out, {"command": command, **result})
     body = data_speed.render_section(result, command)
     _results.update_section("data-speed", body)
     say(body)
