@@ -224,3 +224,22 @@ def test_many_images_read_in_parallel_keep_order(tmp_path):
     _img(tmp_path / "d" / "c" / "150.png", size=(7, 7))
     with pytest.raises(DataError, match=r"c/150.png has shape"):
         load_image_folder(tmp_path)
+
+
+# ---------------------------------------------------------------- every reader through the decode cache
+
+@pytest.mark.parametrize("reader", ["presplit", "clear", "yearbook"])
+def test_readers_give_the_same_data_through_the_cache(tmp_path, reader):
+    from shiftkit.data._cache import MappedImages
+
+    make, load = {"presplit": (_presplit, lambda **k: {f"{d}/{s}": ds for d, splits in load_presplit(tmp_path, **k).items()
+                                                        for s, ds in splits.items()}),
+                  "clear": (_clear, lambda **k: load_clear(tmp_path, bins=5, size=8, **k)),
+                  "yearbook": (_yearbook, lambda **k: load_yearbook(tmp_path, size=8, **k))}[reader]
+    make(tmp_path)
+    mem, cached = load(storage="memory"), load(storage="cache", cache_dir=tmp_path / "cache")
+    assert list(mem) == list(cached)
+    for name in mem:
+        a, b = mem[name], cached[name]
+        assert isinstance(b.images, MappedImages) and torch.equal(b.images[:], a.images)
+        assert torch.equal(b.labels, a.labels) and b.meta.keys() == a.meta.keys()
