@@ -5,13 +5,15 @@ so a crash leaves either the old file or the new one, never a half-written one.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Mapping
+from contextvars import ContextVar
+from typing import Iterable, Iterator, Mapping
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -21,7 +23,7 @@ from torch import Tensor, nn
 from ._files import OutputError, check_output, claim_output, loads_bounded, regular_file, umask_mode
 from .errors import CheckpointError, ConfigError, DivergedError
 
-__all__ = ["atomic_write", "atomic_write_many", "atomic_write_json", "json_bytes", "save_checkpoint", "read_metadata", "LazyCheckpoint",
+__all__ = ["atomic_write", "atomic_write_many", "staged_writes", "atomic_write_json", "json_bytes", "save_checkpoint", "read_metadata", "LazyCheckpoint",
            "load_checkpoint", "validate_state", "validate_tensors", "check_arch", "import_pt", "model_metadata",
            "model_from_checkpoint", "model_spec", "checkpoint_config", "check_shape"]
 
@@ -37,12 +39,36 @@ def atomic_write(path: str | os.PathLike, data: bytes, *, claim: bool = True) ->
     atomic_write_many({path: data}, claim=claim)
 
 
-def atomic_write_many(files: Mapping[str | os.PathLike, bytes], *, claim: bool = True) -> None:
+# output path -> its written, fsync'ed temp file (None until written), inside a `staged_writes` block
+_STAGED: ContextVar[dict[Path, str | None] | None] = ContextVar("shiftkit_staged_writes", default=None)
+
+
+@contextlib.contextmanager
+def staged_writes(paths: Iterable[str | os.PathLike]) -> Iterator[None]:
+    """Inside the block, atomic writes to `paths` are written and fsync'ed but not renamed: the next
+    `atomic_write_many(..., commit_staged=True)` renames them together with its own files. Leaving the
+    block without that commit (an error, a full disk, Ctrl-C) removes them and the earlier files stay:
+    a run's model file and the result.json describing it change together."""
+    staged: dict[Path, str | None] = {Path(os.path.abspath(p)): None for p in paths}
+    token = _STAGED.set(staged)
+    try:
+        yield
+    finally:
+        _STAGED.reset(token)
+        for tmp in staged.values():
+            if tmp:
+                Path(tmp).unlink(missing_ok=True)
+
+
+def atomic_write_many(files: Mapping[str | os.PathLike, bytes], *, claim: bool = True,
+                      commit_staged: bool = False) -> None:
     """Write several files as one commit: every temp file is written and fsync'ed before the first rename,
     so a full disk or an error while writing leaves all of them as they were (a run's result.json and
     the experiment.json describing it never disagree). A full disk or unwritable place is an OutputError
-    naming the file; an existing device, FIFO, socket or folder is never renamed over."""
+    naming the file; an existing device, FIFO, socket or folder is never renamed over. A path staged by
+    `staged_writes` is only written; `commit_staged` renames the staged files with these."""
     paths = {Path(p): data for p, data in files.items()}
+    staged = _STAGED.get()
     for path in paths:
         if claim:
             claim_output(path)
@@ -55,7 +81,16 @@ def atomic_write_many(files: Mapping[str | os.PathLike, bytes], *, claim: bool =
     temps: dict[Path, str] = {}
     try:
         for path, data in paths.items():
+            key = Path(os.path.abspath(path))
+            if staged is not None and key in staged and not commit_staged:
+                old, staged[key] = staged[key], _write_temp(path, data)  # renamed by the commit
+                if old:
+                    Path(old).unlink(missing_ok=True)
+                continue
             temps[path] = _write_temp(path, data)
+        if commit_staged and staged:
+            temps.update({p: t for p, t in staged.items() if t})
+            staged.update(dict.fromkeys(staged))  # handed over: renamed below, or removed on failure
         for path, tmp in temps.items():
             check_output(path)  # what is there now: the rename must never replace a device or a folder
             os.replace(tmp, path)
@@ -64,7 +99,7 @@ def atomic_write_many(files: Mapping[str | os.PathLike, bytes], *, claim: bool =
     finally:
         for tmp in temps.values():
             Path(tmp).unlink(missing_ok=True)  # the ones not renamed (an error, an interrupt)
-    for folder in {p.parent for p in paths}:
+    for folder in {p.parent for p in temps}:
         dir_fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(dir_fd)  # make the renames themselves durable

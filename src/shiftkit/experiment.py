@@ -22,7 +22,8 @@ import torch
 
 from ._compat import check_fits, check_runs
 from ._files import check_folder, claim_outputs
-from .checkpoints import atomic_write_many, json_bytes, load_checkpoint, model_from_checkpoint, save_checkpoint
+from .checkpoints import (atomic_write_many, json_bytes, load_checkpoint, model_from_checkpoint, save_checkpoint,
+                          staged_writes)
 from .config import BudgetConfig, Experiment, PruneMethod, TransferMethod, method_options
 from .data import domain_index
 from .device import check_precision, make_deterministic, place, provenance, resolve_device
@@ -379,12 +380,13 @@ def run_experiment(exp: Experiment, *, progress: bool = True) -> dict:
         model_from_checkpoint(exp.method.checkpoint, default_arch=exp.model.name)
     domains = exp.data.load()
     kind = exp.method.kind
-    body = _RECIPES[kind](exp, domains, out, progress)
-    result = {"kind": kind, "method": getattr(exp.method, "name", "train"), "model": exp.model.name,
-              "dataset": exp.data.name, "seed": exp.seed, **body, "experiment": exp.dump(),
-              "provenance": {**provenance(device, exp.precision), "deterministic": determinism["deterministic"]}}
-    seconds = time.perf_counter() - t0
-    _commit(out, exp, result, seconds)
+    with staged_writes([exp.model_path]):  # the model file is renamed into place with the records, at the end
+        body = _RECIPES[kind](exp, domains, out, progress)
+        result = {"kind": kind, "method": getattr(exp.method, "name", "train"), "model": exp.model.name,
+                  "dataset": exp.data.name, "seed": exp.seed, **body, "experiment": exp.dump(),
+                  "provenance": {**provenance(device, exp.precision), "deterministic": determinism["deterministic"]}}
+        seconds = time.perf_counter() - t0
+        _commit(out, exp, result, seconds)
     return {**result, "seconds": seconds}
 
 
@@ -408,10 +410,11 @@ def claim_run_outputs(exp: Experiment, *, claim: bool = True) -> Path:
 
 
 def _commit(out: Path, exp: Experiment, result: dict, seconds: float) -> None:
-    """experiment.json, result.json and timing.json as one commit, at the end: a run that fails (a full
-    disk included) leaves the earlier three as they were, never a config describing a result not there."""
+    """experiment.json, result.json and timing.json (and a staged model file) as one commit, at the end: a run
+    that fails (a full disk included) leaves the earlier files as they were, never a config describing a
+    result, or a result describing a model, that is not there."""
     atomic_write_many({out / "experiment.json": json_bytes(exp.dump()), out / "result.json": json_bytes(result),
-                       out / "timing.json": json_bytes({"seconds": seconds})})
+                       out / "timing.json": json_bytes({"seconds": seconds})}, commit_staged=True)
 
 
 def _step_budget(shared: BudgetConfig, own: BudgetConfig | None) -> BudgetConfig:

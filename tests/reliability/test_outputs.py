@@ -1,5 +1,6 @@
 """A sample of issue 22's output and input classes (harness/_outputs.py) through `python -m shiftkit`: special
-files and symlinked locks as outputs, clashing outputs, hostile YAML, a huge grid, Ctrl-C. The whole set runs
+files and symlinked locks as outputs, clashing outputs, hostile YAML, a huge grid; then the whole-run cases (Ctrl-C, a
+full disk, stale files of a killed save, a hostile report folder, sweep folders). The whole set runs
 in `make reliability`."""
 from harness._outputs import CASES, run_outputs
 
@@ -14,6 +15,7 @@ def test_sample_of_output_and_input_cases(tmp_path):
     assert all(line.startswith("shiftkit: error: ") for line in r["stderr"].values())
 
 
-def test_interrupt_and_report_cases(tmp_path):
+def test_whole_run_cases(tmp_path):
     r = run_outputs(tmp_path, names=set(), extras=True)
-    assert r["per_class"].keys() == {"report", "interrupt", "sweep folders"} and r["failures"] == [], r["failures"]
+    assert r["per_class"].keys() == {"report", "interrupt", "sweep folders", "full disk", "stale files"}
+    assert r["failures"] == [], r["failures"]

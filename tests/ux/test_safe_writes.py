@@ -166,23 +166,25 @@ def test_an_unwritable_folder_is_named_before_training(tmp_path, monkeypatch):
     assert list(ro.iterdir()) == []
 
 
-def test_full_disk_keeps_the_earlier_result_and_its_records(tmp_path, monkeypatch, fmnist_root):
+@pytest.mark.parametrize("target", ["result.json", "model.safetensors"])
+def test_full_disk_keeps_the_earlier_result_and_its_records(tmp_path, monkeypatch, fmnist_root, target):
     monkeypatch.setenv("SHIFTKIT_DATA", str(fmnist_root))
     raw = {"budget": {"epochs": 1}, "model": {"kwargs": {"width": 4}}, "out": str(tmp_path / "r"), "eval": {"domains": False}}
     run_experiment(parse_experiment(raw), progress=False)
-    before = {n: (tmp_path / "r" / n).read_bytes() for n in ("experiment.json", "result.json", "timing.json")}
+    names = ("experiment.json", "result.json", "timing.json", "model.safetensors")
+    before = {n: (tmp_path / "r" / n).read_bytes() for n in names}
     write = checkpoints._write_temp
 
     def full(path, data):
-        if path.name == "result.json":
+        if path.name == target:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return write(path, data)
 
     monkeypatch.setattr(checkpoints, "_write_temp", full)
-    with pytest.raises(OutputError, match=r"result.json: cannot write \(No space left on device\)"):
+    with pytest.raises(OutputError, match=rf"{target}: cannot write \(No space left on device\)"):
         run_experiment(parse_experiment({**raw, "seed": 1}), progress=False)
-    after = {n: (tmp_path / "r" / n).read_bytes() for n in before}
-    assert after == before  # experiment.json still describes the run whose result.json is there
+    after = {n: (tmp_path / "r" / n).read_bytes() for n in names}
+    assert after == before  # the records, the result and the model all still describe the first run
     assert not [p for p in (tmp_path / "r").iterdir() if p.name.endswith(".tmp")]
 
 

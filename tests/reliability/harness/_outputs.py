@@ -5,29 +5,24 @@
   the lock / temp suffixes are added, a file where a folder must be. Pass: exit 2, one stderr line
   naming the path, and what was there untouched (the device still a device, the victim's bytes as
   they were, nothing created).
-- interrupt: Ctrl-C (SIGINT) during `train`: exit 130, `shiftkit: interrupted`, no temp or lock file left.
-- sweep folders: grid values whose slugs read alike get one folder each.
 - yaml: alias bombs, duplicate keys, recursive aliases, deep nesting, huge values: one bounded line.
 - grid: a grid of millions of points is counted and refused before it is built.
-- report: FIFOs, /dev/zero, deep or unknown-shape JSON under a results folder: skipped with a warning
-  naming each, the report still written; a missing results folder is an error and is not created.
+Whole runs (Ctrl-C, a full disk, stale files of a killed save, hostile report folders, sweep folders)
+are in _outputs_runs.py.
 """
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 from ._badopts import _judge, make_fixtures, run_cli_case
-from ._proc import child_env
 
-__all__ = ["CASES", "run_outputs", "interrupt_case"]
+__all__ = ["CASES", "run_outputs"]
 
 Check = Callable[[], "str | None"]
 BOMB = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
@@ -200,64 +195,6 @@ def _run_case(cls: str, name: str, build: Callable, work: Path, f: dict, runner)
             if problem else None), line
 
 
-def report_case(work: Path, runner) -> dict | None:
-    """Hostile files under a results folder: the report is written, each file skipped with a warning naming it."""
-    res = work / "report-res"
-    res.mkdir()
-    os.mkfifo(res / "a.json")
-    (res / "b.json").symlink_to("/dev/zero")
-    (res / "c.json").write_text("[" * 100_000 + "]" * 100_000)
-    (res / "d.json").write_text('{"kind": "train", "test": {"accuracy": 1}}')
-    (res / "e.json").write_text('{"rows": [{"method": "m", "sparsity": "high", "clean": 0.5}]}')
-    (res / "f.jsonl").write_text('{"method": "m", "sparsity": 0.5, "clean": {"x": 1}}\n{"torn')
-    (res / "g.json").write_bytes(b"\xff\xfe{}")
-    try:
-        rc, err = runner(["report", str(res)])
-    except subprocess.TimeoutExpired:
-        return {"class": "report", "case": "hostile results folder", "problem": "hang (timeout)"}
-    missing = [n for n in ("a.json", "b.json", "c.json", "d.json", "e.json", "f.jsonl", "g.json") if n not in err]
-    problem = ("traceback" if "Traceback" in err else f"exit code {rc}" if rc else
-               f"no warning naming {missing}" if missing else None if (res / "report.md").is_file() else "no report.md")
-    return {"class": "report", "case": "hostile results folder", "problem": problem} if problem else None
-
-
-def interrupt_case(work: Path, data: Path, *, timeout: float = 120) -> dict | None:
-    """SIGINT during `shiftkit train`: exit 130, one line, no temp or lock file left."""
-    out = work / "interrupt" / "m.safetensors"
-    p = subprocess.Popen([sys.executable, "-m", "shiftkit", "train", "--dataset", "fashion_mnist", "--root", str(data),
-                          "--epochs", "100000", "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         text=True, env=child_env(OMP_NUM_THREADS="1"), stdin=subprocess.DEVNULL)
-    lock, deadline = out.parent / ".m.safetensors.lock", time.monotonic() + timeout
-    while not lock.exists() and p.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(1.5)
-    p.send_signal(signal.SIGINT)
-    try:
-        _, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        return {"class": "interrupt", "case": "SIGINT during train", "problem": "hang after SIGINT"}
-    left = [q.name for q in out.parent.rglob("*") if q.name.endswith((".tmp", ".lock"))] if out.parent.exists() else []
-    lines = err.strip().splitlines()
-    problem = (f"exit code {p.returncode}" if p.returncode != 130 else "traceback" if "Traceback" in err
-               else f"last line {lines[-1:]}" if lines[-1:] != ["shiftkit: interrupted"] else f"left {left}" if left else None)
-    return {"class": "interrupt", "case": "SIGINT during train", "problem": problem} if problem else None
-
-
-def sweep_folders_case(work: Path, f: dict, runner) -> dict | None:
-    """Grid values whose readable slugs are the same (`X/a-b`, `X/a/b`) get a folder each."""
-    out = work / "sweep-slugs"
-    roots = [work / "roots" / "a-b", work / "roots" / "a" / "b"]
-    for r in roots:
-        r.parent.mkdir(parents=True, exist_ok=True)
-        r.symlink_to(f["data"], target_is_directory=True)
-    rc, err = runner(["sweep", str(f["cfg"]), "--grid", f"data.root={roots[0]},{roots[1]}", "--out", str(out), "--no-report"])
-    found = sorted(out.glob("*/result.json"))
-    problem = (f"exit code {rc}: {err.strip().splitlines()[-1:]}" if rc else
-               f"{len(found)} result folders for 2 points" if len(found) != 2 else None)
-    return {"class": "sweep folders", "case": "slugs that read alike", "problem": problem} if problem else None
-
-
 def run_outputs(work: Path, *, runner=None, names: set[str] | None = None, extras: bool = True) -> dict:
     """Every case (or those in `names`) through `runner(argv) -> (rc, stderr)`: counts per class, failures,
     one stderr line per case."""
@@ -274,9 +211,10 @@ def run_outputs(work: Path, *, runner=None, names: set[str] | None = None, extra
         c["failures"] += failure is not None
         failures += [failure] if failure else []
     if extras:
-        for cls, fn in (("report", lambda: report_case(work, runner)), ("interrupt", lambda: interrupt_case(work, f["data"])),
-                        ("sweep folders", lambda: sweep_folders_case(work, f, runner))):
-            failure = fn()
+        from ._outputs_runs import RUN_CASES
+
+        for cls, fn in RUN_CASES:
+            failure = fn(work, f, runner)
             c = per_class.setdefault(cls, {"cases": 0, "failures": 0})
             c["cases"] += 1
             c["failures"] += failure is not None

@@ -332,6 +332,8 @@ One error line per class (the last stderr line of one check):
   lie inside one another, a file where a folder goes, names too long once the lock / temp suffixes are
   added, sweep / report outputs in the way: exit 2, one line naming the path, what was there untouched,
   nothing created. SIGINT during `train`: exit 130, `shiftkit: interrupted`, no temp or lock file left.
+  ENOSPC while writing a second run's result.json or model file: the first run's records, result and
+  model unchanged. A killed save's temp files and lock: reused and removed by the next write.
   YAML alias bombs (9^9 values), duplicate and recursive keys, 80-deep nesting, huge values; a 27-million
   point grid; a results folder holding a FIFO, a link to /dev/zero, 100k-deep and unknown-shape JSON
   (skipped with a warning each, the report still written); grid values whose slugs read alike (one
