@@ -145,3 +145,12 @@ def test_prune_with_corruptions_gives_the_same_result_on_both(periods, tmp_path)
         r = run_experiment(exp, progress=False)
         out.append({k: r[k] for k in ("test", "domains", "corruptions", "true_sparsity")})
     assert out[0] == out[1] and len(out[0]["corruptions"]) > 10
+
+
+def test_auto_counts_every_domain_together(periods, tmp_path, monkeypatch):
+    """Three periods that each fit under the threshold but not together are all cached."""
+    one = 24 * 3 * 16 * 16  # decoded bytes of one period at 16 px
+    monkeypatch.setattr(_images, "AUTO_CACHE_BYTES", 2 * one)
+    assert all(isinstance(d.train.images, MappedImages) for d in _load(periods, tmp_path, "auto"))
+    monkeypatch.setattr(_images, "AUTO_CACHE_BYTES", 3 * one)
+    assert all(isinstance(d.train.images, torch.Tensor) for d in _load(periods, tmp_path, "auto"))

@@ -31,6 +31,7 @@ __all__ = [
     "read_image",
     "read_images",
     "load_images",
+    "choose_storage",
     "STORAGES",
     "AUTO_CACHE_BYTES",
     "build_dataset",
@@ -180,6 +181,17 @@ def load_images(paths: Sequence[Path], *, size: int | None = None, channels: int
         return _in_memory(paths, first, size=size, channels=channels)
     return cached_images(paths, first, lambda out: _fill(out, paths, size=size, channels=channels),
                          size=size, channels=channels, folder=cache_dir)
+
+
+def choose_storage(storage: str, paths: Sequence[Path], *, size: int | None, channels: int) -> str:
+    """"memory" or "cache" for a reader about to decode `paths`, all of its domains' files: "auto" compares their
+    decoded size with AUTO_CACHE_BYTES, so many domains that fit one by one but not together are cached."""
+    if storage not in STORAGES:
+        raise ConfigError(f"storage={storage!r}; valid: {', '.join(STORAGES)}")
+    if storage != "auto" or not paths:
+        return storage
+    per_image = channels * size * size if size is not None else read_image(paths[0], channels=channels).nbytes
+    return "cache" if len(paths) * per_image > AUTO_CACHE_BYTES else "memory"
 
 
 def build_dataset(files: dict[str, list[Path]], classes: Sequence[str], *, size: int | None = None,

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, DataError
-from ._images import build_dataset, list_images, load_images, natural_key, scan_classes, subdirs
+from ._images import build_dataset, choose_storage, list_images, load_images, natural_key, scan_classes, subdirs
 from .base import ArrayDataset, require_classes
 
 __all__ = [
@@ -67,6 +67,8 @@ def load_image_folder(root: str | os.PathLike, *, size: int | None = None, chann
     if not scans:
         raise DataError(f"{root} has no domain folders")
     classes = _union_classes(list(scans.values()), root)
+    every = [p for files in scans.values() for paths in files.values() for p in paths]
+    storage = choose_storage(storage, every, size=size, channels=channels)
     return {name: build_dataset(files, classes, size=size, channels=channels, meta={"domain": name},
                                 storage=storage, cache_dir=cache_dir)
             for name, files in scans.items()}
@@ -94,6 +96,8 @@ def load_presplit(root: str | os.PathLike, *, size: int | None = None, channels:
         raise DataError(f"{root} is not pre-split: expected <domain>/train[/val/test]/<class>/<image>")
     scans = {d.name: {s: scan_classes(d / s) for s in SPLITS if (d / s).is_dir()} for d in subdirs(root)}
     classes = _union_classes([scan for splits in scans.values() for scan in splits.values()], root)
+    every = [p for splits in scans.values() for files in splits.values() for paths in files.values() for p in paths]
+    storage = choose_storage(storage, every, size=size, channels=channels)
     return {name: {s: build_dataset(files, classes, size=size, channels=channels,
                                     meta={"domain": name, "split": s}, storage=storage, cache_dir=cache_dir)
                    for s, files in splits.items()}
@@ -149,7 +153,7 @@ def load_clear(root: str | os.PathLike, *, bins: int | None = None, classes: lis
         unknown = [c for c in classes if c not in found]
         if unknown or len(set(classes)) != len(classes):
             raise DataError(f"classes {unknown or classes} not found (or repeated) in the buckets of {folder}")
-    out = {}
+    scans = {}
     for name, members in groups:
         files: dict[str, list[Path]] = {}
         for bucket in members:
@@ -158,10 +162,13 @@ def load_clear(root: str | os.PathLike, *, bins: int | None = None, classes: lis
         if not files:
             raise DataError(f"CLEAR domain {name} ({', '.join(str(b) for b in members)}) "
                             f"has no images of the chosen classes")
-        out[name] = build_dataset(files, classes, size=size, channels=channels,
-                                  meta={"domain": name, "buckets": [int(b.name) for b in members]},
-                                  storage=storage, cache_dir=cache_dir)
-    return out
+        scans[name] = files
+    every = [p for files in scans.values() for paths in files.values() for p in paths]
+    storage = choose_storage(storage, every, size=size, channels=channels)
+    return {name: build_dataset(files, classes, size=size, channels=channels,
+                                meta={"domain": name, "buckets": [int(b.name) for b in members]},
+                                storage=storage, cache_dir=cache_dir)
+            for (name, members), files in zip(groups, scans.values())}
 
 
 def _year(path: Path) -> int:
@@ -219,6 +226,7 @@ def load_yearbook(root: str | os.PathLike, *, task: str = "gender", domain_width
                 key = (order[name], name)
             groups.setdefault(key, []).append((path, label, gender, year))
     classes = list(_GENDERS) if task == "gender" else ["earlier", "later"]
+    storage = choose_storage(storage, [r[0] for rows in groups.values() for r in rows], size=size, channels=channels)
     out = {}
     for (_, name), rows in sorted(groups.items()):
         rows.sort(key=lambda r: (r[3], natural_key(r[0].name)))
