@@ -5,6 +5,7 @@ title through `set_title`, which wraps it to the width of its axes so no title i
 """
 from __future__ import annotations
 
+import io
 import textwrap
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,12 +30,18 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
 
 @contextmanager
 def figure(path: Path, *, ncols: int = 1, size: tuple[float, float] = (6, 4), **subplots) -> Iterator[list]:
-    """One row of `ncols` axes, saved to `path` at 120 dpi when the block ends."""
+    """One row of `ncols` axes, saved to `path` at 120 dpi when the block ends: rendered in memory, then
+    written atomically (never through a symlink, into a FIFO or over a device or folder named like the plot).
+    Not claimed: benchmark plots are shared files, like the tables they sit beside."""
+    from .checkpoints import atomic_write
+
     fig, axes = plt.subplots(1, ncols, figsize=size, squeeze=False, **subplots)
     try:
         yield list(axes[0])
         fig.tight_layout()
-        fig.savefig(path, dpi=120)
+        buf = io.BytesIO()
+        fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", dpi=120)
+        atomic_write(path, buf.getvalue(), claim=False)
     finally:
         plt.close(fig)
 

@@ -236,3 +236,19 @@ def test_a_zoo_folder_that_is_a_file_is_refused_before_training(tmp_path):
     with pytest.raises(OutputError, match="zoo folder .method.zoo. exists and is not a folder"):
         prepare(exp, domains=[object(), object(), object()])
     assert (tmp_path / "zoo").read_text() == "a file\n"
+
+
+def test_report_plots_never_write_through_a_symlink(tmp_path):
+    from shiftkit.report import write_report
+
+    res = tmp_path / "res"
+    res.mkdir()
+    rows = [{"method": m, "sparsity": sp, "clean": 0.5, "shifted": 0.4, "seed": 0} for m in ("a", "b") for sp in (0.5, 0.9)]
+    (res / "bench.json").write_text(json.dumps({"rows": rows}))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (res / "prune_accuracy_vs_sparsity.png").symlink_to(victim)
+    write_report(res)
+    assert victim.read_text() == "precious\n"
+    png = res / "prune_accuracy_vs_sparsity.png"
+    assert not png.is_symlink() and png.read_bytes()[:4] == b"\x89PNG"
