@@ -324,7 +324,7 @@ def _transfer_options(exp: Experiment, base: str | None, progress: bool) -> dict
                           "`shiftkit bench transfer --lr-grid` tunes it on target validation")
     budget = {"initial_epochs": b.epochs, "finetune_epochs": b.epochs, "lr": b.lr, "batch_size": b.batch_size}
     opts = {k: v for k, v in budget.items() if v is not None and k in fields}
-    opts.update(seed=exp.seed, progress=progress, precision=exp.precision)
+    opts.update(seed=exp.seed, progress=progress, precision=exp.precision, augment=exp.data.augment)
     if "base" in fields and base:
         opts["base"] = base
     return {**opts, **method_options(m)}

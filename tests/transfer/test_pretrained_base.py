@@ -107,3 +107,22 @@ def test_sources_base_from_the_cli(tmp_path, pretrained, capsys, monkeypatch):
     assert manifest["config"]["base_file"] == str(path) and manifest["config"]["augment"] == "flip"
     assert [s["domain"] for s in manifest["sources"]] == ["2000", "2001", "2002"]  # no --target: every period
     assert f"base {path}" in capsys.readouterr().out
+
+
+def test_target_fine_tuning_augments_only_when_asked(zoo, tmp_path):
+    """data.augment reaches a transfer method's target fine-tuning (MergeConfig.augment): same seed, same
+    result; augmented, another result; and `none` is the default."""
+    from shiftkit import transfer
+    from shiftkit.transfer.base import MergeConfig
+
+    assert MergeConfig().augment == "none"
+
+    def run(augment: str, name: str) -> dict:
+        torch.manual_seed(0)
+        merger = transfer.create("fusion", zoo.model(), zoo.target, run_dir=tmp_path / name, initial_epochs=1,
+                                 finetune_epochs=1, batch_size=16, augment=augment)
+        assert merger.train_config(1, 0).augment == augment
+        return transfer.run_sources(merger, zoo.sources[:2]).state_dict()
+
+    a, b, n = run("crop_flip", "a"), run("crop_flip", "b"), run("none", "n")
+    assert all(torch.equal(a[k], b[k]) for k in a) and not all(torch.equal(a[k], n[k]) for k in a)

@@ -63,6 +63,7 @@ class MergeConfig:
     bn_recalibrate: bool = False
     progress: bool = False
     precision: str = "fp32"       # autocast of the target fine-tuning (cosines, votes, selections stay fp32)
+    augment: str = "none"         # training batches of the target fine-tuning (shiftkit.data.loader.AUGMENTS)
 
     def __post_init__(self) -> None:
         if self.on_bad_source not in ("error", "skip"):
@@ -220,7 +221,7 @@ class BaseMerger:
         c = self.cfg
         return TrainConfig(epochs=epochs, batch_size=c.batch_size, lr=lr or c.lr, weight_decay=c.weight_decay,
                            schedule="cosine", select=c.select, seed=self.stage_seed(stage), progress=c.progress,
-                           precision=c.precision)
+                           precision=c.precision, augment=c.augment)
 
     def fine_tune(self, epochs: int, stage: int, *, lr: float | None = None, model: nn.Module | None = None) -> FitResult:
         model = model if model is not None else self.model
