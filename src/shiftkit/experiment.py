@@ -378,6 +378,11 @@ def run_experiment(exp: Experiment, *, progress: bool = True) -> dict:
     t0 = time.perf_counter()
     if isinstance(exp.method, PruneMethod) and exp.method.checkpoint:  # a bad file fails before the data loads
         model_from_checkpoint(exp.method.checkpoint, default_arch=exp.model.name)
+    pretrained = getattr(exp.method, "init", None) or getattr(exp.method, "base", None)
+    if pretrained:  # train --init / a zoo's base: a missing file fails before the data loads
+        from .transfer.zoo import check_pretrained_file
+
+        check_pretrained_file(pretrained)
     domains = exp.data.load()
     kind = exp.method.kind
     with staged_writes([exp.model_path]):  # the model file is renamed into place with the records, at the end

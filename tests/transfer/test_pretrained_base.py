@@ -71,6 +71,11 @@ def test_train_init_and_augment_from_the_cli(tmp_path, pretrained, capsys, monke
               "--out", str(tmp_path / "x.safetensors")])
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1 and "no.pth does not exist" in err
+    monkeypatch.setattr("shiftkit.config.DataConfig.load", lambda self: pytest.fail("data loaded before the check"))
+    for argv in (["train", "--init", str(tmp_path / "no.pth")], ["sources", "--base", str(tmp_path / "no.pth")]):
+        with pytest.raises(SystemExit):
+            main([*argv, "--dataset", "image_folder", "--root", str(root), "--out", str(tmp_path / "y.safetensors")])
+        assert "no.pth does not exist" in capsys.readouterr().err
 
 
 def test_timm_normalize_uses_the_pretrained_cfg(tmp_path):

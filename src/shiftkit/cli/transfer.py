@@ -30,12 +30,14 @@ def sources(dataset: str = typer.Option("driftfmnist"), model: str = typer.Optio
     Example: shiftkit sources --dataset driftfmnist --model small_cnn --target 7 --out runs/zoo
     """
     from ..experiment import prepare, zoo_path
-    from ..transfer.zoo import quick_report
+    from ..transfer.zoo import check_pretrained_file, quick_report
 
     exp = from_flags("sources", dataset=dataset, model=model, target=target, out=out, base_domain=base_domain,
                      base_epochs=base_epochs, source_epochs=source_epochs, base_lr=base_lr, source_lr=source_lr,
                      zoo_batch_size=zoo_batch_size, width=width, base=base, augment=augment, seed=seed, root=root,
                      device=device, precision=precision)
+    if base:
+        check_pretrained_file(base)  # before the data loads
     domains = exp.data.load()
     prepare(exp, domains, exclude=None if target is not None else (), strict=True)  # no --target: every domain
     table(quick_report(domains, zoo_path(exp)), title=f"zoo {out} (base {base or 'on ' + domains[base_domain].name})")

@@ -49,11 +49,17 @@ def init_from_file(path: str | os.PathLike, model: nn.Module) -> list[str]:
     Returns the names kept. Never downloads: a missing file is a CheckpointError naming it."""
     from ..interop import import_state, read_state
 
+    path = check_pretrained_file(path)
+    return import_state(read_state(path), model, where=str(path), skip_mismatched=True)
+
+
+def check_pretrained_file(path: str | os.PathLike) -> Path:
+    """`path` if it is a file (checked before any data loads); else the one-line CheckpointError."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"pretrained file {path} does not exist (weights are never downloaded: "
                               "give a local shiftkit checkpoint, timm or torchvision state dict)")
-    return import_state(read_state(path), model, where=str(path), skip_mismatched=True)
+    return path
 
 
 def build_zoo(domains: list[Domain], out: str | Path, *, cfg: ZooConfig = ZooConfig(), dataset: str = "",
