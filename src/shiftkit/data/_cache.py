@@ -122,7 +122,7 @@ class MappedImages:
     def _positions(self, key) -> np.ndarray:
         if isinstance(key, slice):
             return np.arange(len(self._rows))[key]
-        key = key.numpy() if isinstance(key, Tensor) else np.asarray(key)
+        key = key.cpu().numpy() if isinstance(key, Tensor) else np.asarray(key)  # an index may live on a device
         return np.flatnonzero(key) if key.dtype == bool else key.astype(np.int64).reshape(-1)
 
     def _read(self, pos: np.ndarray) -> Tensor:
