@@ -31,7 +31,7 @@ import numpy as np
 from .errors import ConfigError, ShiftkitError
 
 __all__ = ["regular_file", "open_regular", "read_regular", "loads_bounded", "json_depth", "read_json", "check_output",
-           "check_folder", "claim_output", "claim_outputs", "release_outputs", "temp_pattern", "umask_mode",
+           "check_folder", "open_lock", "open_append", "claim_output", "claim_outputs", "release_outputs", "temp_pattern", "umask_mode",
            "OutputError", "OutputLockedError", "MAX_JSON_BYTES", "MAX_JSON_DEPTH"]
 
 MAX_JSON_BYTES = 1 << 20  # metadata values are a few hundred bytes; 1 MiB leaves room for long logs
@@ -232,7 +232,7 @@ def _lock_path(path: Path) -> Path:
     return path.parent / f".{path.name}.lock"
 
 
-def _open_lock(lock: Path) -> int:
+def open_lock(lock: Path) -> int:
     """The lock file, created or reused (a killed run leaves one behind), never through a symlink: a lock
     that links to another file would have that file truncated."""
     flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
@@ -246,6 +246,23 @@ def _open_lock(lock: Path) -> int:
     if not stat.S_ISREG(mode):
         os.close(fd)
         raise OutputError(f"{lock}: lock file is {_kind(mode)}, not a regular file; refusing to use it (remove it)")
+    return fd
+
+
+def open_append(path: str | os.PathLike) -> int:
+    """A descriptor appending to `path` (created 0644): a FIFO or device named like the log is refused
+    (opening a FIFO for writing would block), never written."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as e:  # ENXIO: a FIFO nobody reads (non-blocking open for writing fails instead of waiting)
+        what = "is a FIFO, not a regular file" if e.errno == errno.ENXIO else f"cannot be opened ({e.strerror})"
+        raise OutputError(f"{path}: log file {what}; refusing to append to it") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise OutputError(f"{path}: log file is {_kind(mode)}, not a regular file; refusing to append to it")
+    os.set_blocking(fd, True)
     return fd
 
 
@@ -275,7 +292,7 @@ def claim_output(path: str | os.PathLike, what: str = "output file") -> None:
     except OSError as e:
         raise OutputError(f"{path}: cannot make the folder {lock.parent} ({e.strerror})") from None
     while True:
-        fd = _open_lock(lock)
+        fd = open_lock(lock)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:

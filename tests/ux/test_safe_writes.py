@@ -252,3 +252,18 @@ def test_report_plots_never_write_through_a_symlink(tmp_path):
     assert victim.read_text() == "precious\n"
     png = res / "prune_accuracy_vs_sparsity.png"
     assert not png.is_symlink() and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_benchmark_table_lock_and_logs_never_write_through_links_or_into_fifos(tmp_path):
+    from shiftkit.bench._results import append_jsonl, update_section
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    md = tmp_path / "RESULTS.md"
+    (tmp_path / "RESULTS.md.lock").symlink_to(victim)
+    with pytest.raises(OutputError, match="lock file is a symbolic link"):
+        update_section("s", "body", path=md)
+    assert victim.read_text() == "precious\n" and not md.exists()
+    os.mkfifo(tmp_path / "runs.jsonl")
+    with pytest.raises(OutputError, match="runs.jsonl: log file is a FIFO"):
+        append_jsonl(tmp_path / "runs.jsonl", {"a": 1})
