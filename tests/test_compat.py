@@ -67,3 +67,13 @@ def test_api_own_sets_may_lack_the_last_class(ckpts):
     many = ArrayDataset(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.tensor([0, 1, 5, 0]), [])
     with pytest.raises(ConfigError, match="3 classes but the data has 6"):
         evaluate_under_shift(net, {"many": many})
+
+
+def test_api_prune_and_merge_check_the_data(ckpts, tiny_dataset):
+    """tiny_dataset: 4 classes, 1 channel; a 3-class model sees label 3, an RGB model gray images."""
+    from shiftkit.api import load_model, merge, prune
+
+    with pytest.raises(ConfigError, match="3 classes but the data has 4"):
+        prune(load_model(ckpts["c3"]), "magnitude", 0.5, calibration=tiny_dataset)
+    with pytest.raises(ConfigError, match=r"model 'small_cnn' does not fit data target: .*3 input channel"):
+        merge([ckpts["rgb"]], (tiny_dataset, tiny_dataset))

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from .errors import ConfigError
 
-__all__ = ["model_io", "check_fits", "check_runs"]
+__all__ = ["model_io", "check_fits", "check_dataset", "check_runs"]
 
 
 def model_io(model: nn.Module) -> tuple[int | None, int | None]:
@@ -40,6 +40,13 @@ def check_fits(model: nn.Module, classes: int, channels: int, *, model_name: str
     if wrong:
         raise ConfigError(f"model {model_name} does not fit data {data_name}: the model has {' and '.join(wrong)} "
                           "(use a model built for this data, or data with its classes / channels)")
+
+
+def check_dataset(model: nn.Module, ds, *, data_name: str, exact: bool = True) -> None:
+    """check_fits against a dataset; exact=False for a user's data, whose class list may be only the labels seen."""
+    classes = len(ds.classes) if exact else (int(ds.labels.max()) + 1 if len(ds) else 0)
+    name = getattr(model, "shiftkit_checkpoint", None) or repr(getattr(model, "shiftkit_arch", type(model).__name__))
+    check_fits(model, classes, ds.shape[0], model_name=name, data_name=data_name, exact=exact)
 
 
 @torch.no_grad()

@@ -66,6 +66,7 @@ def prune(model: nn.Module, method: str = "gcnet", sparsity: float = 0.8, calibr
         device: move the model there first (None: leave it where it is); precision: of the fine-tuning.
     """
     from . import prune as pruning
+    from ._compat import check_dataset
     from .train import TrainConfig, fit
 
     place(model, device)
@@ -74,6 +75,9 @@ def prune(model: nn.Module, method: str = "gcnet", sparsity: float = 0.8, calibr
     if criterion.needs_data and data is None:
         raise ConfigError(f"prune method {method!r} reads data: pass calibration=<dataset>")
     train, val_set = _data(finetune), _data(val)
+    for what, ds in (("calibration", data), ("finetune", train), ("val", val_set)):
+        if ds is not None:
+            check_dataset(model, ds, data_name=what, exact=False)
     if epochs > 0 and train is None:
         raise ConfigError(f"prune: epochs={epochs} fine-tuning needs finetune=<dataset>")
     cfg = TrainConfig(epochs=epochs, lr=lr, seed=seed, precision=precision)
@@ -114,13 +118,16 @@ def merge(sources: Sequence[str | os.PathLike], target: Domain | Sequence[Data],
         options: the method's config, e.g. tau=0.3, finetune_epochs=3, lr=5e-5, seed=0, precision="bf16".
     """
     from . import transfer
+    from ._compat import check_dataset
     from .checkpoints import model_from_checkpoint
 
     paths = [Path(s) for s in sources]
     if not paths:
         raise ConfigError("merge: no sources given")
     net = place(model if model is not None else model_from_checkpoint(paths[0]), device)
-    merger = transfer.create(method, net, _target(target), run_dir=run_dir, **options)
+    domain = _target(target)
+    check_dataset(net, domain.train, data_name="target", exact=isinstance(target, Domain))
+    merger = transfer.create(method, net, domain, run_dir=run_dir, **options)
     return transfer.run_sources(merger, paths)
 
 
@@ -151,13 +158,11 @@ def evaluate_under_shift(model: nn.Module, dataset: str | Sequence[Domain] | dic
             (statistics never leak across sets; the model is left unchanged).
         device: move the model there first (None: evaluate where it is).
     """
-    from ._compat import check_fits
+    from ._compat import check_dataset
     from .train import evaluate_sets
 
     sets = shift_sets(dataset, root=root, corruptions=corruptions, seed=seed)
     own = isinstance(dataset, dict)  # a user's sets: their class lists may be only the labels seen
     for name, ds in sets.items():  # before any forward pass: a model meeting data it was not built for
-        classes = (int(ds.labels.max()) + 1 if len(ds) else 0) if own else len(ds.classes)
-        check_fits(model, classes, ds.shape[0], exact=not own, data_name=f"{dataset if isinstance(dataset, str) else 'set'} {name!r}",
-                   model_name=getattr(model, "shiftkit_checkpoint", getattr(model, "shiftkit_arch", type(model).__name__)))
+        check_dataset(model, ds, exact=not own, data_name=f"{dataset if isinstance(dataset, str) else 'set'} {name!r}")
     return evaluate_sets(place(model, device), sets, adabn=adapt_bn)
