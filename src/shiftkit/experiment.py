@@ -408,7 +408,10 @@ def claim_run_outputs(exp: Experiment, *, claim: bool = True) -> Path:
         files["model file"] = Path(exp.save)
     if isinstance(exp.method, PruneMethod) and not exp.method.checkpoint and not exp.pipeline:
         files["dense model file"] = out / "dense.safetensors"
-    claim_outputs(files, {"results folder (out)": out}, claim=claim)
+    folders = {"results folder (out)": out}
+    if isinstance(exp.method, TransferMethod) and not exp.pipeline:
+        folders["transfer state folder"] = out / "transfer"
+    claim_outputs(files, folders, claim=claim)
     if claim:
         out.mkdir(parents=True, exist_ok=True)
     return out

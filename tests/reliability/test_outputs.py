@@ -17,5 +17,5 @@ def test_sample_of_output_and_input_cases(tmp_path):
 
 def test_whole_run_cases(tmp_path):
     r = run_outputs(tmp_path, names=set(), extras=True)
-    assert r["per_class"].keys() == {"report", "interrupt", "sweep folders", "full disk", "stale files"}
+    assert r["per_class"].keys() == {"report", "interrupt", "sweep folders", "full disk", "stale files", "outputs"}
     assert r["failures"] == [], r["failures"]

@@ -123,7 +123,7 @@ def test_results_folders_of_distinct_model_files_never_clash(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["same path", "model inside", "folder in the way", "file as folder", "name too long",
-                                  "out is a file"])
+                                  "out is a file", "transfer state folder is a file"])
 def test_the_whole_output_set_is_checked_before_training(tmp_path, case):
     d = tmp_path / "d"
     d.mkdir()
@@ -141,6 +141,10 @@ def test_the_whole_output_set_is_checked_before_training(tmp_path, case):
         raw["save"] = str(d / ("m" * 240 + ".safetensors"))  # fits 255, not with the temp suffix
     elif case == "out is a file":
         (d / "r").write_text("a file")
+    elif case == "transfer state folder is a file":
+        raw["method"] = {"kind": "transfer"}
+        (d / "r").mkdir()
+        (d / "r" / "transfer").write_text("a file")
     exp = parse_experiment(raw)
     with pytest.raises(OutputError) as e:
         claim_run_outputs(exp)

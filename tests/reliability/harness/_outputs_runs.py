@@ -149,6 +149,21 @@ def stale_files_case(work: Path, f: dict, runner) -> dict | None:
     return _failure("stale files", "killed save's temps and lock", problem)
 
 
+def plot_symlink_case(work: Path, f: dict, runner) -> dict | None:
+    """A plot name in a results folder symlinked to a victim: the report replaces the link, the victim keeps its bytes."""
+    res = work / "plot-link"
+    res.mkdir()
+    rows = [{"method": m, "sparsity": sp, "clean": 0.5, "shifted": 0.4, "seed": 0} for m in ("a", "b") for sp in (0.5, 0.9)]
+    (res / "bench.json").write_text(json.dumps({"rows": rows}))
+    victim = work / "plot-victim.txt"
+    victim.write_text("precious\n")
+    (res / "prune_accuracy_vs_sparsity.png").symlink_to(victim)
+    rc, err = runner(["report", str(res)])
+    problem = (f"exit code {rc}: {err.strip().splitlines()[-1:]}" if rc else
+               "the victim was written" if victim.read_text() != "precious\n" else None)
+    return _failure("outputs", "report plot symlinked to a victim", problem)
+
+
 RUN_CASES = [("interrupt", interrupt_case), ("full disk", full_disk_case("result.json")),
              ("full disk", full_disk_case("model.safetensors")), ("stale files", stale_files_case),
-             ("report", report_case), ("sweep folders", sweep_folders_case)]
+             ("report", report_case), ("outputs", plot_symlink_case), ("sweep folders", sweep_folders_case)]
