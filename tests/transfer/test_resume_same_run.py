@@ -68,3 +68,16 @@ def test_cli_resume_with_other_few_shot_and_existing_zoo(tmp_path, capsys):
     code, err = _cli(args[:-5] + ["40"] + args[-4:] + ["--resume"], capsys)
     assert code == 2 and len(err.splitlines()) == 1 and "target train: 30 then, 40 now" in err
     assert (tmp_path / "t" / "result.json").read_bytes() == result  # the old result is kept as it was
+
+
+def test_resume_refuses_a_source_file_that_changed(zoo, tmp_path):
+    import shutil
+
+    src = tmp_path / "src0.safetensors"
+    shutil.copy(zoo.sources[0], src)
+    m = transfer.create("grasp", zoo.model(), zoo.target, run_dir=tmp_path / "run", **FAST)
+    m.absorb(src)
+    assert transfer.create("grasp", zoo.model(), zoo.target, run_dir=tmp_path / "run", **FAST).resume() == [str(src)]
+    shutil.copy(zoo.sources[1], src)  # the zoo rebuilt in place: same path, other weights
+    with pytest.raises(ConfigError, match=r"source .*src0\.safetensors changed since this run absorbed it"):
+        transfer.create("grasp", zoo.model(), zoo.target, run_dir=tmp_path / "run", **FAST).resume()

@@ -4,6 +4,7 @@ data (issue 22 §2: `transfer --resume` with another --few-shot reused the old m
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 from ..data.domains import Domain
 from ..errors import ConfigError
 
-__all__ = ["data_id", "same_run"]
+__all__ = ["data_id", "same_run", "source_ids", "same_sources"]
 
 
 def data_id(target: Domain) -> dict:
@@ -44,3 +45,38 @@ def same_run(state: Path, log: dict, config: dict, target: dict) -> None:
     if diffs:
         raise ConfigError(f"{state}: run was made for other target data ({'; '.join(diffs)}; the few-shot count, "
                           "target domain or data seed differ): use a new output folder, or resume with the same data")
+
+
+_HASHES: dict[tuple, str] = {}  # (path, size, mtime_ns) -> sha256 prefix: each source file is read once per process
+
+
+def _file_id(path: str) -> str | None:
+    """A source file's content hash (None when it is gone); streamed in 1 MiB chunks, cached while unchanged."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _HASHES[key] = h.hexdigest()[:16]
+    return _HASHES[key]
+
+
+def source_ids(sources: list[str]) -> dict[str, str | None]:
+    """{source path: content hash} of the sources a run has absorbed (recorded in its log)."""
+    return {s: _file_id(s) for s in sources}
+
+
+def same_sources(state: Path, log: dict) -> None:
+    """ConfigError naming a source whose file changed since the run absorbed it (a zoo rebuilt in place)."""
+    then = log.get("sources")
+    if not isinstance(then, dict):  # a log from before sources were recorded
+        return
+    changed = [s for s, h in then.items() if h is not None and _file_id(str(s)) != h]
+    if changed:
+        raise ConfigError(f"{state}: source {changed[0]} changed since this run absorbed it (a zoo rebuilt in "
+                          "place?): use a new output folder, or resume with the same source files")

@@ -24,7 +24,8 @@ from .._registry import Registry
 from ..checkpoints import (LazyCheckpoint, atomic_write_json, check_arch, checkpoint_config, load_checkpoint,
                            read_metadata, save_checkpoint, validate_tensors)
 from . import _kfold
-from ._resume import data_id as _data_id, same_run as _same_run
+from ._resume import data_id as _data_id, same_run as _same_run, same_sources as _same_sources, \
+    source_ids as _source_ids
 from ..data.base import ArrayDataset
 from ..data.domains import Domain
 from ..device import model_device
@@ -272,7 +273,7 @@ class BaseMerger:
 
     def _log(self) -> dict:
         return {"method": type(self).__name__, "config": asdict(self.cfg), "records": self.records,
-                "target": self.target_id()}
+                "target": self.target_id(), "sources": _source_ids([r["source"] for r in self.records])}
 
     def _persist(self) -> None:
         if self.run_dir is None:
@@ -289,6 +290,7 @@ class BaseMerger:
             return []
         log = _read_log(state)
         _same_run(state, log, json.loads(json.dumps(asdict(self.cfg), default=str)), self.target_id())
+        _same_sources(state, log)
         if self.resume_from_checkpoint:
             load_checkpoint(state, self.model)
             self.records = log["records"]
