@@ -31,8 +31,8 @@ import numpy as np
 from .errors import ConfigError, ShiftkitError
 
 __all__ = ["regular_file", "open_regular", "read_regular", "loads_bounded", "json_depth", "read_json", "check_output",
-           "check_folder", "open_lock", "open_append", "claim_output", "claim_outputs", "release_outputs", "temp_pattern", "umask_mode",
-           "OutputError", "OutputLockedError", "MAX_JSON_BYTES", "MAX_JSON_DEPTH"]
+           "check_folder", "open_lock", "open_append", "claim_output", "claim_outputs", "release_outputs", "temp_pattern",
+           "umask_mode", "OutputError", "OutputLockedError", "MAX_JSON_BYTES", "MAX_JSON_DEPTH"]
 
 MAX_JSON_BYTES = 1 << 20  # metadata values are a few hundred bytes; 1 MiB leaves room for long logs
 MAX_JSON_DEPTH = 32  # shiftkit writes depth <= 4
@@ -220,7 +220,6 @@ def claim_outputs(files: dict[str, str | os.PathLike], folders: dict[str, str | 
                                       "a file; choose another --out / save path")
     for what, p in files.items() if claim else ():
         claim_output(p, what)
-
 
 
 # lock file -> (descriptor, claiming pid), for the life of this process. A forked child shares the descriptor, and so the

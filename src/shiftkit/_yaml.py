@@ -17,7 +17,7 @@ from .errors import ConfigError
 
 __all__ = ["load_yaml", "line_of", "short", "cut", "MAX_YAML_VALUES", "MAX_YAML_DEPTH"]
 
-MAX_YAML_VALUES = 200_000  # values once aliases are expanded: a config holds hundreds (a grid at most 10,000 points); 9^9 is a bomb
+MAX_YAML_VALUES = 200_000  # once aliases are expanded: a config holds hundreds (a grid <= 10,000 points); 9^9 is a bomb
 MAX_YAML_DEPTH = 64          # nesting; construction recurses, and a config is 4 levels deep
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built in: 10-50x faster
 

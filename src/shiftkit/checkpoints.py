@@ -23,7 +23,8 @@ from torch import Tensor, nn
 from ._files import OutputError, check_output, claim_output, loads_bounded, regular_file, umask_mode
 from .errors import CheckpointError, ConfigError, DivergedError
 
-__all__ = ["atomic_write", "atomic_write_many", "staged_writes", "atomic_write_json", "json_bytes", "save_checkpoint", "read_metadata", "LazyCheckpoint",
+__all__ = ["atomic_write", "atomic_write_many", "staged_writes", "atomic_write_json", "json_bytes", "save_checkpoint",
+           "read_metadata", "LazyCheckpoint",
            "load_checkpoint", "validate_state", "validate_tensors", "check_arch", "import_pt", "model_metadata",
            "model_from_checkpoint", "model_spec", "checkpoint_config", "check_shape"]
 

@@ -95,19 +95,28 @@ def _number(v) -> bool:
 
 
 # the fields every row of a kind must hold, and their types (the tables format them)
+def _text(v) -> bool:
+    return isinstance(v, str)
+
+
+def _number_or_none(v) -> bool:
+    return v is None or _number(v)
+
+
+def _numbers(n: int | None = None) -> Callable:
+    return lambda v: isinstance(v, list) and (n is None or len(v) == n) and all(map(_number, v))
+
+
 _ROW_TYPES: dict[str, dict[str, Callable]] = {
-    "transfer": {"accuracy": _number, "method": lambda v: isinstance(v, str), "curve": lambda v: v is None or (isinstance(v, list) and all(map(_number, v)))},
-    "prune": {"sparsity": _number, "clean": _number, "shifted": lambda v: v is None or _number(v),
-              "method": lambda v: isinstance(v, str)},
-    "prune_summary": {"sparsity": _number, "n": lambda v: type(v) is int,
-                      "clean": lambda v: isinstance(v, list) and len(v) == 2 and all(map(_number, v)),
-                      "shifted": lambda v: not v or (isinstance(v, list) and len(v) == 2 and all(map(_number, v))),
-                      "method": lambda v: isinstance(v, str)},
-    "structured": {"speedup": _number, "seed": lambda v: type(v) is int, "method": lambda v: isinstance(v, str), "clean": _number, "shifted": lambda v: v is None or _number(v),
-                   "params": lambda v: isinstance(v, list) and len(v) == 2 and all(map(_number, v)) and v[0] != 0},
-    "memory": {"K": _number, "memory_mib": _number, "metric": lambda v: isinstance(v, str),
-               "anon_mib": lambda v: v is None or _number(v), "method": lambda v: isinstance(v, str)},
-    "train": {"seed": lambda v: type(v) is int, "domains": lambda v: isinstance(v, dict) and all(map(_number, v.values())), "domain": lambda v: isinstance(v, str)},
+    "transfer": {"accuracy": _number, "method": _text, "curve": lambda v: v is None or _numbers()(v)},
+    "prune": {"sparsity": _number, "clean": _number, "shifted": _number_or_none, "method": _text},
+    "prune_summary": {"sparsity": _number, "n": lambda v: type(v) is int, "clean": _numbers(2),
+                      "shifted": lambda v: not v or _numbers(2)(v), "method": _text},
+    "structured": {"speedup": _number, "seed": lambda v: type(v) is int, "method": _text, "clean": _number,
+                   "shifted": _number_or_none, "params": lambda v: _numbers(2)(v) and v[0] != 0},
+    "memory": {"K": _number, "memory_mib": _number, "metric": _text, "anon_mib": _number_or_none, "method": _text},
+    "train": {"seed": lambda v: type(v) is int, "domain": _text,
+              "domains": lambda v: isinstance(v, dict) and all(map(_number, v.values()))},
 }
 
 
