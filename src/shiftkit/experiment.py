@@ -456,8 +456,8 @@ def _run_pipeline(exp: Experiment, *, progress: bool) -> dict:
     result = {"kind": "pipeline", "method": " -> ".join(getattr(m, "name", m.kind) for m in exp.pipeline),
               "model": steps[-1].get("model", exp.model.name), "dataset": exp.data.name, "seed": exp.seed,
               "steps": steps, "checkpoint": str(model_path), "experiment": exp.dump(),
-              **{k: steps[-1][k] for k in ("test", "domains", "shifted_mean", "corruptions", "corruption_mean")
-                 if k in steps[-1]}}
+              **{k: steps[-1][k] for k in ("test", "domains", "shifted_mean", "corruptions", "corruption_mean",
+                                           "invalid_scores") if k in steps[-1]}}
     seconds = time.perf_counter() - t0
     _commit(out, exp, result, seconds)
     return {**result, "seconds": seconds}
