@@ -4,7 +4,6 @@ import json
 import re
 
 import pytest
-import torch
 
 from shiftkit import models
 from shiftkit.cli import main
