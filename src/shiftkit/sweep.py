@@ -127,7 +127,13 @@ def _done(raw: dict) -> dict | None:
             return None
     if stored != raw:
         return None
-    ran_on = (result.get("provenance") or {}).get("device", "cpu")  # results from before devices ran on the CPU
+    test, provenance = result.get("test"), result.get("provenance")
+    if not (isinstance(test, dict) and isinstance(test.get("accuracy"), (int, float))
+            and isinstance(provenance, (dict, type(None)))):
+        warnings.warn(f"{path}: not a finished point's result (test.accuracy / provenance of the wrong shape); "
+                      "running the point again", stacklevel=2)
+        return None
+    ran_on = (provenance or {}).get("device", "cpu")  # results from before devices ran on the CPU
     if isinstance(raw.get("device"), str) and ran_on != resolve_device(raw["device"]).type:
         return None  # device "auto" on another machine: the same config would run somewhere else, so it runs again
     return result

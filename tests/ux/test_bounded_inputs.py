@@ -186,3 +186,15 @@ def test_duplicate_check_of_class_ids_is_linear(tmp_path):
     with pytest.raises(DataError, match="more than once: \\['n00000001'\\]"):
         _read_wnids(path)
     assert time.perf_counter() - t0 < 5
+
+
+def test_sweep_done_log_type_checks_a_finished_point(tmp_path):
+    exp = expand_grid(parse_experiment({"out": str(tmp_path / "s")}), {"seed": [0]})[0]
+    raw = exp.dump()
+    Path(exp.out).mkdir(parents=True)
+    for bad in ({"experiment": raw, "test": [1]}, {"experiment": raw, "test": {"accuracy": 0.5}, "provenance": [1]}):
+        (Path(exp.out) / "result.json").write_text(json.dumps(bad))
+        with pytest.warns(UserWarning, match="not a finished point's result"):
+            assert _done(raw) is None
+    (Path(exp.out) / "result.json").write_text(json.dumps({"experiment": raw, "test": {"accuracy": 0.5}}))
+    assert _done(raw)["test"]["accuracy"] == 0.5
