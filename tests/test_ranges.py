@@ -165,3 +165,24 @@ def test_library_few_shot_refuses_non_positive_counts(n, tiny_dataset):
 
     with pytest.raises(ConfigError, match=r"few-shot n_train=.* must be an integer >= 1"):
         few_shot(split_domain("d", tiny_dataset), n)
+
+
+def test_training_batch_bytes_are_capped_and_eval_batches_shrink(tiny_dataset, monkeypatch):
+    """tiny_dataset: 12x12 gray images (576 float32 bytes); a cap of 20 images a batch stands in for 4 GiB."""
+    import torch
+
+    from shiftkit import train
+
+    net = models.create("small_cnn", num_classes=4, in_chans=1, width=4)
+    full = train.predict_logits(net, tiny_dataset)
+    monkeypatch.setattr(train, "MAX_BATCH_BYTES", 20 * 576)
+    with pytest.raises(ConfigError, match=r"budget\.batch_size=32 of 1x12x12 images is .* GiB .*MAX_BATCH_BYTES"):
+        train.fit(net, tiny_dataset, None, train.TrainConfig(epochs=1, batch_size=32, progress=False))
+    seen, original = [], train.iterate_batches
+
+    def recording(ds, batch_size, **kw):
+        seen.append(batch_size)
+        return original(ds, batch_size, **kw)
+
+    monkeypatch.setattr(train, "iterate_batches", recording)
+    assert torch.allclose(train.predict_logits(net, tiny_dataset), full, atol=1e-6) and seen == [5]  # (20*576/4)//576

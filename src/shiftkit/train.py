@@ -26,6 +26,11 @@ __all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "evaluate_sets", "inva
            "recalibrate_bn", "adapt_bn"]
 
 
+# The float32 input of one training batch may take at most 4 GiB (a 4096-px RGB batch of 128 would be 25 GiB
+# before the first forward); evaluation batches shrink to a quarter of it instead (results do not depend on them).
+MAX_BATCH_BYTES = 4 << 30
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 5
@@ -92,6 +97,7 @@ def predict_logits(model: nn.Module, ds: ArrayDataset, *, batch_size: int = 512)
     was_training = model.training
     model.eval()
     dev = model_device(model)
+    batch_size = max(1, min(batch_size, (MAX_BATCH_BYTES // 4) // _image_bytes(ds)))  # a quarter of the cap
     out = torch.cat([model(x).float() for x, _ in iterate_batches(ds, batch_size, device=dev)]).cpu() if len(ds) \
         else torch.empty(0)
     model.train(was_training)
@@ -190,6 +196,11 @@ def fit(model: nn.Module, train: ArrayDataset, val: ArrayDataset | None = None, 
             apply_masks(model, masks)
         model.eval()
         return FitResult()
+    batch_bytes = min(cfg.batch_size, len(train)) * _image_bytes(train)
+    if batch_bytes > MAX_BATCH_BYTES:  # refused before anything is allocated (a config's size x batch_size)
+        raise ConfigError(f"budget.batch_size={cfg.batch_size} of {'x'.join(map(str, train.shape))} images is "
+                          f"{batch_bytes / 2**30:.1f} GiB of float32 a batch, over {MAX_BATCH_BYTES / 2**30:g} GiB "
+                          "(shiftkit.train.MAX_BATCH_BYTES): lower budget.batch_size or the image size")
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     dev = model_device(model)
@@ -260,6 +271,11 @@ def _divergence(model: nn.Module, train_loss: float) -> str:
     if bool(finite.all()):
         return ""
     return f"tensor {list(tensors)[int((~finite).nonzero()[0])]!r} holds NaN/Inf"
+
+
+def _image_bytes(ds: ArrayDataset) -> int:
+    """float32 bytes of one image of `ds` (C x H x W x 4)."""
+    return 4 * math.prod(ds.shape)
 
 
 def _weight_scale(model: nn.Module) -> Tensor:
