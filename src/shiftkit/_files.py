@@ -76,12 +76,19 @@ def open_regular(path: str | os.PathLike, error: type[ShiftkitError], what: str 
         raise error(f"{path}: {what} not found") from None
     except OSError as e:
         raise error(f"{path}: cannot read {what} ({e.strerror})") from None
+    return os.fdopen(_regular_fd(fd, path, error, what, "read"), "rb")
+
+
+def _regular_fd(fd: int, path: str | os.PathLike, error: type[ShiftkitError], what: str, verb: str,
+                hint: str = "") -> int:
+    """`fd` (opened O_NONBLOCK, so a FIFO did not block) made blocking again if it is a regular file; else it is
+    closed and `error` names the path. The check is on the descriptor: the file cannot be swapped after it."""
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise error(f"{path}: {what} is {_kind(mode)}, not a regular file; refusing to read it")
+        raise error(f"{path}: {what} is {_kind(mode)}, not a regular file; refusing to {verb} it{hint}")
     os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb")
+    return fd
 
 
 def read_regular(path: str | os.PathLike, error: type[ShiftkitError], what: str = "file", *,
@@ -241,11 +248,7 @@ def open_lock(lock: Path) -> int:
         if e.errno == errno.ELOOP:
             raise OutputError(f"{lock}: lock file is a symbolic link; refusing to follow it (remove it)") from None
         raise OutputError(f"{lock}: cannot create the output's lock file ({e.strerror})") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise OutputError(f"{lock}: lock file is {_kind(mode)}, not a regular file; refusing to use it (remove it)")
-    return fd
+    return _regular_fd(fd, lock, OutputError, "lock file", "use", " (remove it)")
 
 
 def open_append(path: str | os.PathLike) -> int:
@@ -257,12 +260,7 @@ def open_append(path: str | os.PathLike) -> int:
     except OSError as e:  # ENXIO: a FIFO nobody reads (non-blocking open for writing fails instead of waiting)
         what = "is a FIFO, not a regular file" if e.errno == errno.ENXIO else f"cannot be opened ({e.strerror})"
         raise OutputError(f"{path}: log file {what}; refusing to append to it") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise OutputError(f"{path}: log file is {_kind(mode)}, not a regular file; refusing to append to it")
-    os.set_blocking(fd, True)
-    return fd
+    return _regular_fd(fd, path, OutputError, "log file", "append to")
 
 
 def _remove_stale_temps(path: Path) -> None:
